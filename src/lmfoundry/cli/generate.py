@@ -1,0 +1,116 @@
+"""`lmf generate` and `lmf chat`: run a model on a prompt, or talk to it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lmfoundry.cli.common import add_json_flag, add_sampling_options, print_json, sampling_overrides
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="store name, packaged model, profile, directory, .gguf file or hub id")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "transformers", "llama_cpp"],
+        help="auto = llama.cpp for GGUF-backed models without adapters, else transformers",
+    )
+    parser.add_argument("--adapter", action="append", help="PEFT adapter directory (repeatable)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    parser.add_argument("--system", help="system prompt (chat mode)")
+    add_sampling_options(parser)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "generate",
+        help="generate a completion for one prompt",
+        description="Generate text. By default the prompt goes through the model's chat template when it "
+        "has one (--raw sends it as plain text). --temperature 0 is greedy and reproducible.",
+    )
+    _add_model_options(p)
+    p.add_argument("prompt", help="the prompt text ('-' reads standard input)")
+    p.add_argument("--raw", action="store_true", help="do not apply the chat template")
+    p.add_argument("--no-stream", action="store_true", help="print only when finished")
+    add_json_flag(p)
+    p.set_defaults(handler=_generate)
+
+    p = subparsers.add_parser(
+        "chat",
+        help="interactive chat that streams tokens and keeps the history",
+        description="Interactive chat. Commands: /reset clears the history, /exit (or Ctrl-D) quits.",
+    )
+    _add_model_options(p)
+    p.set_defaults(handler=_chat)
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    from lmfoundry.generate.engine import load_model
+
+    with Console(stderr=True).status(f"loading {args.model}..."):
+        return load_model(args.model, backend=args.backend, adapters=args.adapter, threads=args.threads)
+
+
+def _prompt_for(model, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from lmfoundry.types import Message
+
+    text = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if args.raw or not model.runtime.has_chat_template():
+        return text
+    messages = [Message("system", args.system)] if args.system else []
+    return [*messages, Message("user", text)]
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from lmfoundry.types import SamplingParams
+
+    overrides = sampling_overrides(args)
+    SamplingParams().replace(**overrides)  # validate before loading the model
+    model = _load(args)
+    prompt = _prompt_for(model, args)
+    if args.json or args.no_stream:
+        result = model.generate(prompt, **overrides)
+        if args.json:
+            print_json(result.to_dict())
+        else:
+            print(result.text)
+        return 0
+    for event in model.stream_events(prompt, **overrides):
+        sys.stdout.write(event.delta)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from lmfoundry.types import Message, SamplingParams
+
+    overrides = sampling_overrides(args)
+    SamplingParams().replace(**overrides)
+    model = _load(args)
+    history: list[Message] = [Message("system", args.system)] if args.system else []
+    interactive = sys.stdin.isatty()
+    while True:
+        try:
+            line = input(">>> " if interactive else "")
+        except EOFError:
+            break
+        if line.strip() in ("/exit", "/bye"):
+            break
+        if line.strip() == "/reset":
+            history = history[:1] if args.system else []
+            continue
+        if not line.strip():
+            continue
+        history.append(Message("user", line))
+        reply = ""
+        for event in model.stream_events(history, **overrides):
+            reply += event.delta
+            sys.stdout.write(event.delta)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        history.append(Message("assistant", reply))
+    return 0

@@ -1,0 +1,148 @@
+"""`lmf models`: the local model store (list, pull, show, rm, create from a profile)."""
+
+from __future__ import annotations
+
+import argparse
+
+from lmfoundry.cli.common import add_json_flag, print_json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models",
+        help="list, pull, show, remove and create models in the local store",
+        description="The local model store ($LMF_HOME/models). Packaged models (smollm2-135m-instruct, "
+        "gemma3-270m) come from pip wheels; GGUF files and transformers directories can be pulled too.",
+    )
+    sub = parser.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
+
+    p = sub.add_parser("list", help="pulled and available models")
+    add_json_flag(p)
+    p.set_defaults(handler=_list)
+
+    p = sub.add_parser(
+        "pull",
+        help="bring a model into the store (GGUF is converted to safetensors once)",
+        description="SOURCE is a packaged model name, a .gguf file, a transformers directory or a "
+        "Hugging Face id (needs network; HF_HUB_OFFLINE=1 makes it fail fast).",
+    )
+    p.add_argument("source")
+    p.add_argument("--name", help="store name (default: derived from SOURCE)")
+    p.add_argument("--force", action="store_true", help="pull again even if present")
+    add_json_flag(p)
+    p.set_defaults(handler=_pull)
+
+    p = sub.add_parser("show", help="architecture, parameters, context length, dtype, size, template, licence")
+    p.add_argument("name")
+    add_json_flag(p)
+    p.set_defaults(handler=_show)
+
+    p = sub.add_parser("rm", help="remove a model from the store")
+    p.add_argument("name")
+    p.set_defaults(handler=_rm)
+
+    p = sub.add_parser(
+        "create",
+        help="create a named profile (base model + system prompt + template + sampling + adapters)",
+        description="Like an Ollama Modelfile: the profile YAML names `base`, and optionally `system`, "
+        "`chat_template`, `parameters` (sampling defaults), `adapters` and `backend`.",
+    )
+    p.add_argument("name")
+    p.add_argument("-f", "--file", required=True, help="profile YAML")
+    p.set_defaults(handler=_create)
+
+
+def _human(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return str(size)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from lmfoundry.models import profile, store
+
+    rows = store.list_models()
+    profiles = profile.list_profiles()
+    if args.json:
+        print_json({"models": rows, "profiles": profiles})
+        return 0
+    table = Table("NAME", "STATUS", "SIZE", "SOURCE", box=None)
+    for row in rows:
+        status = row["status"] + (f" ({row['quantization']})" if row.get("quantization") else "")
+        table.add_row(row["name"], status, _human(row["size_bytes"]), row["source"])
+    for item in profiles:
+        table.add_row(item["name"], "profile", "-", f"base: {item.get('base')}")
+    Console().print(table)
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from lmfoundry.models import store
+
+    console = Console(stderr=True)
+    with console.status(f"pulling {args.source} (GGUF is dequantized to fp32 once)..."):
+        folder = store.pull(args.source, args.name, force=args.force)
+    info = store.show(folder.name)
+    if args.json:
+        print_json(info)
+    else:
+        print(f"pulled {folder.name} -> {folder} ({_human(info['size_bytes'])})")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from lmfoundry.models import store
+
+    info = store.show(args.name)
+    if args.json:
+        print_json(info)
+        return 0
+    labels = {
+        "architecture": "architecture",
+        "parameters": "parameters",
+        "context_length": "context length",
+        "dtype": "dtype",
+        "size_bytes": "size on disk",
+        "chat_template": "chat template",
+        "license": "licence",
+        "source": "source",
+        "quantization": "quantization",
+        "path": "path",
+    }
+    print(info["name"])
+    for key, label in labels.items():
+        value = info[key]
+        if key == "size_bytes":
+            value = _human(value)
+        elif key == "parameters":
+            value = f"{value:,} ({value / 1e6:.1f}M)"
+        elif key == "chat_template":
+            value = "yes" if value else "no"
+        print(f"  {label:<15} {value}")
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from lmfoundry.models import store
+
+    folder = store.remove(args.name)
+    print(f"removed {args.name} ({folder})")
+    return 0
+
+
+def _create(args: argparse.Namespace) -> int:
+    from lmfoundry.models import profile
+
+    path = profile.create(args.name, args.file)
+    print(f"created profile {args.name} ({path})")
+    return 0

@@ -1,0 +1,1 @@
+"""Generation: pure sampling functions, the engine (token ids in, tokens out) and its backends."""

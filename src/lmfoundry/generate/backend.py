@@ -1,0 +1,36 @@
+"""The backend protocol: what the engine needs from an inference library, in token ids.
+
+Backends know tokenizers and forward passes, not HTTP, stop strings or timing (the engine does
+those once for all backends).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from lmfoundry.types import Message, SamplingParams
+
+
+class Backend(Protocol):
+    name: str
+    context_length: int
+    eos_ids: frozenset[int]
+    tokenizer: Any
+    """The transformers tokenizer, or None for backends with their own."""
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of raw text, with the BOS token when the model expects one."""
+        ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+    def chat_ids(self, messages: list[Message]) -> list[int]:
+        """Token ids of a conversation rendered with the chat template, ending in the assistant cue."""
+        ...
+
+    def has_chat_template(self) -> bool: ...
+
+    def token_stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[int]:
+        """Generate up to `params.max_new_tokens` ids, stopping after an EOS id; closable early."""
+        ...

@@ -1,0 +1,231 @@
+"""The engine: prompt -> token ids -> backend token stream -> text, with stop strings and timing.
+
+One implementation for every backend, so stop handling, streaming, greedy determinism and the
+reported numbers (TTFT, tokens/s) mean the same thing whichever library does the forward pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from lmfoundry.errors import InvalidInputError, LmfError
+from lmfoundry.generate.backend import Backend
+from lmfoundry.types import Message, SamplingParams
+
+BACKENDS = ("auto", "transformers", "llama_cpp")
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    """"stop" (EOS or a stop string) or "length" (max_new_tokens reached)."""
+    ttft_s: float
+    total_s: float
+    backend: str
+    token_ids: list[int] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Decode speed: tokens after the first, over the time after the first."""
+        decode_s = self.total_s - self.ttft_s
+        return (self.completion_tokens - 1) / decode_s if self.completion_tokens > 1 and decode_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "finish_reason": self.finish_reason,
+            "ttft_s": round(self.ttft_s, 6),
+            "total_s": round(self.total_s, 6),
+            "tokens_per_s": round(self.tokens_per_s, 3),
+            "backend": self.backend,
+        }
+
+
+@dataclass
+class StreamEvent:
+    """A piece of generated text; the last event carries the final result."""
+
+    delta: str
+    result: GenerationResult | None = None
+
+
+def _held_back(text: str, stops: tuple[str, ...]) -> int:
+    """How many trailing characters might be the start of a stop string (or a split UTF-8 char)."""
+    hold = 1 if text.endswith("\ufffd") else 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:size]):
+                hold = max(hold, size)
+                break
+    return hold
+
+
+def run_stream(backend: Backend, prompt_ids: list[int], params: SamplingParams) -> Iterator[StreamEvent]:
+    """Drive `backend` and yield text deltas; stop strings are cut from the text, never emitted."""
+    if len(prompt_ids) >= backend.context_length:
+        raise InvalidInputError(
+            f"prompt is {len(prompt_ids)} tokens but the context length is {backend.context_length}"
+        )
+    params = params.replace(max_new_tokens=min(params.max_new_tokens, backend.context_length - len(prompt_ids)))
+    start = time.perf_counter()
+    first_token_at: float | None = None
+    generated: list[int] = []
+    produced = 0
+    text, emitted, finish = "", 0, "length"
+    stream = backend.token_stream(prompt_ids, params)
+    try:
+        for token in stream:
+            first_token_at = first_token_at or time.perf_counter()
+            produced += 1
+            if token in backend.eos_ids:
+                finish = "stop"
+                break
+            generated.append(token)
+            text = backend.decode(generated)
+            cut = min((i for i in (text.find(s) for s in params.stop) if i >= 0), default=-1)
+            if cut >= 0:
+                text, finish = text[:cut], "stop"
+                break
+            safe_end = len(text) - _held_back(text, params.stop)
+            if safe_end > emitted:
+                yield StreamEvent(text[emitted:safe_end])
+                emitted = safe_end
+    finally:
+        close = getattr(stream, "close", None)
+        if close:
+            close()
+    end = time.perf_counter()
+    result = GenerationResult(
+        text=text,
+        prompt_tokens=len(prompt_ids),
+        completion_tokens=produced,
+        finish_reason=finish,
+        ttft_s=(first_token_at or end) - start,
+        total_s=end - start,
+        backend=backend.name,
+        token_ids=generated,
+    )
+    yield StreamEvent(text[emitted:].rstrip("\ufffd"), result)
+
+
+class LoadedModel:
+    """A model ready to generate: a backend plus a profile's system prompt and sampling defaults."""
+
+    def __init__(
+        self,
+        name: str,
+        backend: Backend,
+        *,
+        defaults: SamplingParams | None = None,
+        system: str | None = None,
+    ) -> None:
+        self.name = name
+        self.runtime = backend
+        self.defaults = defaults or SamplingParams()
+        self.system = system
+
+    @property
+    def backend(self) -> str:
+        return self.runtime.name
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.runtime.tokenizer
+
+    @property
+    def context_length(self) -> int:
+        return self.runtime.context_length
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.runtime.encode(text))
+
+    def prompt_ids(self, prompt: str | list[Message]) -> list[int]:
+        """Raw text is tokenized as is; a message list goes through the chat template."""
+        if isinstance(prompt, str):
+            return self.runtime.encode(prompt)
+        messages = list(prompt)
+        if self.system and not any(m.role == "system" for m in messages):
+            messages.insert(0, Message("system", self.system))
+        return self.runtime.chat_ids(messages)
+
+    def _params(self, params: SamplingParams | None, overrides: dict[str, Any]) -> SamplingParams:
+        return (params or self.defaults).replace(**overrides)
+
+    def stream_events(
+        self, prompt: str | list[Message], params: SamplingParams | None = None, **overrides: Any
+    ) -> Iterator[StreamEvent]:
+        return run_stream(self.runtime, self.prompt_ids(prompt), self._params(params, overrides))
+
+    def stream(self, prompt: str | list[Message], params: SamplingParams | None = None, **overrides: Any) -> Iterator[str]:
+        """Yield generated text pieces as they are decoded."""
+        for event in self.stream_events(prompt, params, **overrides):
+            if event.delta:
+                yield event.delta
+
+    def generate(
+        self, prompt: str | list[Message], params: SamplingParams | None = None, **overrides: Any
+    ) -> GenerationResult:
+        result: GenerationResult | None = None
+        for event in self.stream_events(prompt, params, **overrides):
+            result = event.result or result
+        assert result is not None
+        return result
+
+
+def choose_backend(requested: str, *, has_gguf: bool, has_adapters: bool, quantized: bool) -> str:
+    """`auto` picks llama.cpp for GGUF-backed models without adapters (fastest on CPU)."""
+    if requested not in BACKENDS:
+        raise InvalidInputError(f"unknown backend {requested!r} (choose from {', '.join(BACKENDS)})")
+    if requested != "auto":
+        return requested
+    if has_gguf and not has_adapters and not quantized and _llama_cpp_available():
+        return "llama_cpp"
+    return "transformers"
+
+
+def _llama_cpp_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def load_model(name: str, *, backend: str = "auto", adapters: list[str] | None = None, threads: int | None = None) -> LoadedModel:
+    """Resolve `name`, pick a backend and load it (see `lmfoundry.load`)."""
+    from lmfoundry.models.load import resolve
+
+    resolved = resolve(name)
+    all_adapters = [*resolved.adapters, *(adapters or [])]
+    if resolved.profile and resolved.profile.backend and backend == "auto":
+        backend = resolved.profile.backend
+    chosen = choose_backend(
+        backend, has_gguf=resolved.gguf is not None, has_adapters=bool(all_adapters), quantized=bool(resolved.quantization)
+    )
+    runtime: Backend
+    if chosen == "llama_cpp":
+        if resolved.gguf is None:
+            raise LmfError(f"{name} has no GGUF file for the llama_cpp backend (use --backend transformers)")
+        if all_adapters:
+            raise LmfError("PEFT adapters need the transformers backend (export them to GGUF for llama.cpp)")
+        template = resolved.profile.chat_template if resolved.profile else None
+        from lmfoundry.generate.llamacpp_backend import LlamaCppBackend
+
+        runtime = LlamaCppBackend(resolved.gguf, threads=threads, chat_template=template)
+    else:
+        from lmfoundry.generate.hf_backend import TransformersBackend
+
+        runtime = TransformersBackend.load(name, adapters=adapters, threads=threads)
+    profile = resolved.profile
+    return LoadedModel(
+        name,
+        runtime,
+        defaults=profile.sampling() if profile else None,
+        system=profile.system if profile else None,
+    )

@@ -1,0 +1,89 @@
+"""llama.cpp backend through llama-cpp-python: GGUF files, fast quantized CPU inference.
+
+Sampling uses llama.cpp's own sampler chain (top-k, top-p, min-p, temperature, repeat penalty)
+seeded per request; temperature 0 is llama.cpp's greedy sampler.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lmfoundry.errors import LmfError
+from lmfoundry.plugins import require
+from lmfoundry.types import Message, SamplingParams
+
+
+class LlamaCppBackend:
+    name = "llama_cpp"
+    tokenizer = None
+
+    def __init__(self, gguf_path: Path, *, n_ctx: int = 4096, threads: int | None = None, chat_template: str | None = None) -> None:
+        llama_cpp = require("llama_cpp", extra="llamacpp", package="llama-cpp-python")
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(gguf_path),
+                n_ctx=n_ctx,
+                n_threads=threads or os.cpu_count() or 2,
+                verbose=False,
+            )
+        except ValueError as exc:
+            raise LmfError(f"llama.cpp cannot load {gguf_path}: {exc}") from exc
+        self.context_length = min(n_ctx, int(self.llm.n_ctx()))
+        self.eos_ids = frozenset({int(self.llm.token_eos())} | _eog_ids(self.llm))
+        self.chat_template = chat_template or self.llm.metadata.get("tokenizer.chat_template")
+        self._bos = self.llm.detokenize([self.llm.token_bos()], special=True).decode("utf-8", "ignore")
+        self._eos = self.llm.detokenize([self.llm.token_eos()], special=True).decode("utf-8", "ignore")
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=self._adds_bos(), special=True))
+
+    def _adds_bos(self) -> bool:
+        return str(self.llm.metadata.get("tokenizer.ggml.add_bos_token", "true")).lower() == "true"
+
+    def decode(self, ids: list[int]) -> str:
+        ids = [i for i in ids if i not in self.eos_ids]
+        return self.llm.detokenize(ids).decode("utf-8", errors="replace")
+
+    def has_chat_template(self) -> bool:
+        return bool(self.chat_template)
+
+    def chat_ids(self, messages: list[Message]) -> list[int]:
+        if not self.chat_template:
+            raise LmfError("this model has no chat template: give a raw prompt, or set chat_template in a profile")
+        from lmfoundry.generate.chat_template import render_chat
+
+        text = render_chat(self.chat_template, messages, bos_token=self._bos, eos_token=self._eos)
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def token_stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[int]:
+        if params.seed is not None:
+            self.llm.set_seed(params.seed)
+        produced = 0
+        if params.max_new_tokens == 0:
+            return
+        for token in self.llm.generate(
+            prompt_ids,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            min_p=params.min_p,
+            temp=params.temperature,
+            repeat_penalty=params.repetition_penalty,
+            reset=True,
+        ):
+            produced += 1
+            yield int(token)
+            if token in self.eos_ids or produced >= params.max_new_tokens:
+                return
+
+
+def _eog_ids(llm: Any) -> set[int]:
+    """End-of-generation ids beyond EOS (e.g. <|im_end|>, <end_of_turn>), from the vocabulary."""
+    ids: set[int] = set()
+    for text in ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>"):
+        tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        if len(tokens) == 1:
+            ids.add(int(tokens[0]))
+    return ids

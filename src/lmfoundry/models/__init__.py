@@ -1,0 +1,1 @@
+"""Models: the store (catalog, pull/list/show/rm), loading, profiles, quantization, memory planning."""
