@@ -43,7 +43,8 @@ llama-wheel:
 install: $(STAMP)
 
 demo: install
-	$(VENV)/bin/lmf demo
+	$(VENV)/bin/lmf models pull smollm2-135m-instruct
+	$(VENV)/bin/lmf generate smollm2-135m-instruct "What is the capital of France?" --temperature 0
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

@@ -1,0 +1,141 @@
+"""Single-stream decode speed and time to first token on the packaged model, in one run.
+
+Compares, on the same prompt and greedy decoding:
+  - lmfoundry's transformers backend (our decode loop, fp32),
+  - lmfoundry's llama.cpp backend (the packaged Q4_1 GGUF),
+  - the baseline: plain `model.generate` from transformers on the same fp32 weights,
+and prints the physical limit: measured memory bandwidth / bytes of weights read per token.
+
+    .venv/bin/python bench/generate.py [--model smollm2-135m-instruct] [--tokens 128] [--repeats 3]
+
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+PROMPT = "Write a detailed essay about the history of the Roman Empire, from its founding to its fall."
+
+
+def measure_bandwidth_gbs(size_mb: int = 512, repeats: int = 5) -> float:
+    """Memory bandwidth from large tensor copies: (bytes read + bytes written) / time, best of N."""
+    import torch
+
+    src = torch.ones(size_mb * 1024 * 1024 // 4, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - start)
+    return 2 * src.numel() * 4 / best / 1e9
+
+
+def bench_engine(model, tokens: int, repeats: int) -> dict:  # type: ignore[no-untyped-def]
+    from lmfoundry.types import Message
+
+    runs = []
+    model.generate([Message("user", "Hi")], temperature=0, max_new_tokens=4)  # warm-up
+    for _ in range(repeats):
+        result = model.generate([Message("user", PROMPT)], temperature=0, max_new_tokens=tokens)
+        runs.append(result)
+    return {
+        "tokens_per_s": statistics.median(r.tokens_per_s for r in runs),
+        "ttft_s": statistics.median(r.ttft_s for r in runs),
+        "completion_tokens": runs[0].completion_tokens,
+        "prompt_tokens": runs[0].prompt_tokens,
+    }
+
+
+def bench_plain_generate(model_dir: str, prompt_ids: list[int], tokens: int, repeats: int) -> dict:
+    """Baseline: transformers' own generate(), greedy, timing TTFT with a streamer."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    ids = torch.tensor([prompt_ids])
+
+    class FirstToken:
+        def __init__(self) -> None:
+            self.calls, self.first_at = 0, None
+
+        def put(self, value) -> None:  # type: ignore[no-untyped-def]
+            self.calls += 1
+            if self.calls == 2 and self.first_at is None:  # call 1 is the prompt
+                self.first_at = time.perf_counter()
+
+        def end(self) -> None:
+            pass
+
+    runs = []
+    with torch.inference_mode():
+        model.generate(ids[:, :8], do_sample=False, max_new_tokens=4)
+        for _ in range(repeats):
+            streamer = FirstToken()
+            start = time.perf_counter()
+            out = model.generate(ids, do_sample=False, max_new_tokens=tokens, streamer=streamer)
+            end = time.perf_counter()
+            n = out.shape[1] - ids.shape[1]
+            first = streamer.first_at or end
+            runs.append({"ttft_s": first - start, "tokens_per_s": (n - 1) / (end - first) if n > 1 else 0.0, "n": n})
+    return {
+        "tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
+        "ttft_s": statistics.median(r["ttft_s"] for r in runs),
+        "completion_tokens": runs[0]["n"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import lmfoundry
+    from lmfoundry.models.load import resolve
+    from lmfoundry.types import Message
+
+    resolved = resolve(args.model)
+    checkpoint = resolved.checkpoint()
+    hf = lmfoundry.load(args.model, backend="transformers")
+    ours_hf = bench_engine(hf, args.tokens, args.repeats)
+    prompt_ids = hf.prompt_ids([Message("user", PROMPT)])
+    n_params = sum(p.numel() for p in hf.runtime.model.parameters())
+    del hf
+    baseline = bench_plain_generate(checkpoint, prompt_ids, args.tokens, args.repeats)
+    llama = lmfoundry.load(args.model, backend="llama_cpp")
+    ours_llama = bench_engine(llama, args.tokens, args.repeats)
+    gguf_bytes = Path(str(resolved.gguf)).stat().st_size if resolved.gguf else None
+    bandwidth = measure_bandwidth_gbs()
+    fp32_bytes = n_params * 4
+    result = {
+        "bench": "generate",
+        "model": args.model,
+        "threads": os.cpu_count(),
+        "transformers_engine": ours_hf,
+        "llama_cpp_engine": ours_llama,
+        "baseline_plain_generate": baseline,
+        "speedup_vs_baseline": {
+            "transformers_engine": round(ours_hf["tokens_per_s"] / baseline["tokens_per_s"], 3),
+            "llama_cpp_engine": round(ours_llama["tokens_per_s"] / baseline["tokens_per_s"], 3),
+        },
+        "bandwidth_gb_s": round(bandwidth, 2),
+        "physical_limit_tokens_per_s": {
+            "fp32": round(bandwidth * 1e9 / fp32_bytes, 1),
+            "gguf": round(bandwidth * 1e9 / gguf_bytes, 1) if gguf_bytes else None,
+        },
+        "weights_bytes": {"fp32": fp32_bytes, "gguf": gguf_bytes},
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, tasks, a runner, champion-vs-challenger statistics, gates, latency and cost."""

@@ -1,0 +1,44 @@
+"""Every shipped YAML under configs/ loads against its entry point (litgpt's test_config_hub idea)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lmfoundry.config import load_yaml
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def _profile(path: Path) -> Any:
+    from lmfoundry.models.profile import parse_profile
+
+    return parse_profile(load_yaml(path), where=str(path))
+
+
+LOADERS: dict[str, Callable[[Path], Any]] = {"profiles": _profile}
+
+
+def _register_optional() -> None:
+    """Loaders for config kinds whose modules exist (each area adds its own here)."""
+    try:
+        from lmfoundry.eval.gates import load_gates
+
+        LOADERS["gates"] = load_gates
+    except ImportError:
+        pass
+
+
+_register_optional()
+ALL_YAML = sorted(CONFIGS.rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ALL_YAML, ids=[str(p.relative_to(CONFIGS)) for p in ALL_YAML])
+def test_shipped_config_loads(path: Path) -> None:
+    kind = path.relative_to(CONFIGS).parts[0]
+    assert kind in LOADERS, f"no loader registered for configs/{kind}: add one to this test"
+    assert LOADERS[kind](path) is not None
+    assert path.read_text().startswith("#"), "each shipped config starts with a comment showing its command"
