@@ -18,9 +18,6 @@ from lmfoundry.types import Example, SamplingParams
 
 INPUT_SLOT = "{input}"
 
-DIALOGSUM_INTRO = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-DIALOGSUM_INSTRUCTION = "### Instruct: Summarize the dialogue below."
-DIALOGSUM_OUTPUT = "### Output:"
 
 
 @dataclass(frozen=True)
@@ -44,8 +41,10 @@ class Task:
 
 
 def dialogsum_prompt(dialogue: str) -> str:
-    """The Alpaca-style summarization layout; fine-tuning on this set should use the same text."""
-    return "\n\n".join([DIALOGSUM_INTRO, DIALOGSUM_INSTRUCTION, dialogue, DIALOGSUM_OUTPUT])
+    """The fine-tuning `summarize` template's prompt, so evaluation asks exactly what training taught."""
+    from lmfoundry.finetune.templates import render_prompt
+
+    return render_prompt("summarize", {"id": "eval", "dialogue": dialogue, "summary": "-", "topic": ""})
 
 
 def default_dialogsum_dir() -> Path:

@@ -1,0 +1,183 @@
+"""`lmf data`: make the bundled data sets and inspect fine-tuning data through a prompt template."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.errors import InvalidInputError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "data",
+        help="make bundled data sets and inspect fine-tuning data",
+        description=(
+            "Fine-tuning data. Records are JSONL/CSV/Parquet rows in one of the formats "
+            "summarization {dialogue, summary}, instruction {instruction, input, output}, chat "
+            "{messages}, text {text} or preference {prompt, chosen, rejected}."
+        ),
+    )
+    commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+
+    make = commands.add_parser(
+        "make",
+        help="generate a bundled data set (e.g. dialogsum-synthetic)",
+        description=(
+            "Generate a bundled data set and write train/validation/test JSONL and a README.md "
+            "atomically. dialogsum-synthetic: synthetic two-person dialogues with DialogSum-style "
+            "reference summaries (same --seed, same bytes)."
+        ),
+    )
+    make.add_argument("name", help="data set name (known: dialogsum-synthetic)")
+    make.add_argument("--n", type=int, default=2000, help="number of records in all splits (default 2000)")
+    make.add_argument("--seed", type=int, default=0, help="random seed for content and split (default 0)")
+    make.add_argument("--out", type=Path, help="output directory (default $LMF_HOME/data/NAME)")
+    make.add_argument(
+        "--fractions",
+        default="0.8,0.1,0.1",
+        help="train,validation[,test] fractions summing to 1 (default 0.8,0.1,0.1)",
+    )
+    add_json_flag(make)
+    make.set_defaults(handler=_make)
+
+    inspect = commands.add_parser(
+        "inspect",
+        help="show formatted examples and token-length statistics",
+        description=(
+            "Load FILE (a JSONL/CSV/Parquet file, a directory with split files, a bundled set "
+            "name, or a datasets id), render N examples through the template, and report length "
+            "statistics: tokens with --tokenizer (and how many exceed the maximum length), "
+            "otherwise words."
+        ),
+    )
+    inspect.add_argument("file", help="data file, directory, bundled set name or datasets id")
+    inspect.add_argument(
+        "--template",
+        default="auto",
+        help="summarize | alpaca | plain | chat | auto (default auto: chosen by record format)",
+    )
+    inspect.add_argument("--tokenizer", help="model name or directory whose tokenizer counts tokens")
+    inspect.add_argument("-n", type=int, default=3, help="number of examples to show (default 3)")
+    inspect.add_argument("--split", help="split to read from a directory or dataset (default train)")
+    inspect.add_argument(
+        "--max-length",
+        type=int,
+        help="maximum sequence length (default: the model config's, else 1024)",
+    )
+    add_json_flag(inspect)
+    inspect.set_defaults(handler=_inspect)
+    parser.set_defaults(handler=lambda args: parser.print_help() or 0)
+
+
+def _parse_fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidInputError(f"--fractions must be comma-separated numbers, got {text!r}") from None
+
+
+def _make(args: argparse.Namespace) -> int:
+    from lmfoundry.finetune.synthetic import make
+
+    paths = make(
+        args.name, n=args.n, seed=args.seed, out_dir=args.out, fractions=_parse_fractions(args.fractions)
+    )
+    sizes = {name: sum(1 for _ in path.open(encoding="utf-8")) for name, path in paths.items()}
+    if args.json:
+        print_json({"name": args.name, "dir": str(next(iter(paths.values())).parent), "splits": sizes})
+        return 0
+    print(f"{args.name}: wrote {next(iter(paths.values())).parent}")
+    for name, size in sizes.items():
+        print(f"  {name:<10} {size:>6} records  {paths[name]}")
+    return 0
+
+
+def _load_tokenizer(name_or_path: str) -> Any:
+    from lmfoundry.models.load import load_tokenizer
+
+    return load_tokenizer(name_or_path)
+
+
+def _default_max_length(tokenizer: Any) -> int:
+    """The model config's context length (the tokenizer was loaded from the model's directory),
+    else the tokenizer's own limit, else 1024."""
+    import json
+
+    from lmfoundry.finetune.data import DEFAULT_MAX_LENGTH, max_length_from_config
+
+    config_file = Path(str(getattr(tokenizer, "name_or_path", "") or ".")) / "config.json"
+    if config_file.is_file():
+        return max_length_from_config(json.loads(config_file.read_text(encoding="utf-8")))
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 1_000_000:
+        return limit
+    return DEFAULT_MAX_LENGTH
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from lmfoundry.finetune.data import build_dataset, detect_format, length_stats, load_records
+    from lmfoundry.finetune.templates import render, resolve_template
+
+    if args.n < 0:
+        raise InvalidInputError("-n must be >= 0")
+    records = load_records(args.file, split=args.split)
+    tokenizer = _load_tokenizer(args.tokenizer) if args.tokenizer else None
+    fmt, template = detect_format(records[0]), resolve_template(args.template, records[0])
+    shown = [render(template, record, tokenizer) for record in records[: args.n]]
+    summary: dict[str, Any] = {
+        "file": args.file,
+        "n_records": len(records),
+        "format": fmt,
+        "template": template,
+    }
+    if tokenizer is not None:
+        max_length = args.max_length or _default_max_length(tokenizer)
+        _, report = build_dataset(records, tokenizer, template, max_length, warn=False)
+        stats = {
+            "unit": "tokens",
+            "min": report.min_tokens,
+            "mean": report.mean_tokens,
+            "p95": report.p95_tokens,
+        }
+        stats |= {"max": report.max_tokens, "max_length": max_length, "n_over_max_length": report.n_truncated}
+    else:
+        words = [sum(len(part.split()) for part in render(template, r)) for r in records]
+        stats = {"unit": "words", **length_stats(words)}
+    summary["stats"] = stats
+    if args.json:
+        print_json({**summary, "examples": [{"prompt": p, "completion": c} for p, c in shown]})
+        return 0
+    _print_inspection(summary, shown)
+    return 0
+
+
+def _print_inspection(summary: dict[str, Any], shown: list[tuple[str, str]]) -> None:
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console()
+    console.print(
+        f"{summary['file']}: {summary['n_records']} records, format {summary['format']}, "
+        f"template {summary['template']}",
+        markup=False,
+        highlight=False,
+    )
+    for i, (prompt, completion) in enumerate(shown, start=1):
+        body = Text(prompt, style="dim") + Text(completion, style="bold green")
+        console.print(Panel(body, title=f"example {i} (dim: prompt, masked; green: completion, trained)"))
+    stats = summary["stats"]
+    table = Table(title=f"length in {stats['unit']}")
+    columns = ["min", "mean", "p95", "max"] + (
+        ["max_length", "n_over_max_length"] if "max_length" in stats else []
+    )
+    for column in columns:
+        table.add_column(column, justify="right")
+    table.add_row(*(f"{stats[c]:.1f}" if isinstance(stats[c], float) else str(stats[c]) for c in columns))
+    console.print(table)
+    if stats["unit"] == "words":
+        console.print("pass --tokenizer MODEL for token counts and truncation", style="dim")
