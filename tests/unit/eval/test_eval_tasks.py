@@ -20,7 +20,7 @@ def test_dialogsum_reads_records_and_builds_the_alpaca_layout(dialogsum_dir: Pat
     parts = task.prompt(first).split("\n\n")
     assert parts[1] == "### Instruct: Summarize the dialogue below."
     assert parts[2] == first.input
-    assert parts[3] == "### Output:"
+    assert parts[3] == "### Output:\n"  # the training prompt ends here; the model writes the summary next
     assert parts[0].strip() and "###" not in parts[0]
     assert task.metrics == ("rouge",)
     assert task.params.greedy
