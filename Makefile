@@ -18,6 +18,7 @@ FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+export HF_DATASETS_OFFLINE := 1
 
 .PHONY: install demo test lint unit integration bench clean
 
@@ -58,6 +59,7 @@ integration: install
 	$(PY) -m pytest tests/integration -q
 
 test: install lint
+	bash tests/support/install_chromium.sh
 	$(PY) -m pytest tests -q --durations=15
 
 bench: install

@@ -83,7 +83,9 @@ def bench_plain_generate(model_dir: str, prompt_ids: list[int], tokens: int, rep
             end = time.perf_counter()
             n = out.shape[1] - ids.shape[1]
             first = streamer.first_at or end
-            runs.append({"ttft_s": first - start, "tokens_per_s": (n - 1) / (end - first) if n > 1 else 0.0, "n": n})
+            runs.append(
+                {"ttft_s": first - start, "tokens_per_s": (n - 1) / (end - first) if n > 1 else 0.0, "n": n}
+            )
     return {
         "tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
         "ttft_s": statistics.median(r["ttft_s"] for r in runs),
@@ -92,7 +94,9 @@ def bench_plain_generate(model_dir: str, prompt_ids: list[int], tokens: int, rep
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)

@@ -19,20 +19,30 @@ def _profile(path: Path) -> Any:
     return parse_profile(load_yaml(path), where=str(path))
 
 
-LOADERS: dict[str, Callable[[Path], Any]] = {"profiles": _profile}
+def _gates(path: Path) -> Any:
+    from lmfoundry.eval.gates import load_gates
+
+    return load_gates(path)
 
 
-def _register_optional() -> None:
-    """Loaders for config kinds whose modules exist (each area adds its own here)."""
-    try:
-        from lmfoundry.eval.gates import load_gates
+def _lmeval(path: Path) -> Any:
+    from lmfoundry.eval.lmeval_adapter import load_lmeval_task
 
-        LOADERS["gates"] = load_gates
-    except ImportError:
-        pass
+    return load_lmeval_task(path)
 
 
-_register_optional()
+def _finetune(path: Path) -> Any:
+    from lmfoundry.finetune.config import load_finetune_config
+
+    return load_finetune_config(path)
+
+
+LOADERS: dict[str, Callable[[Path], Any]] = {
+    "profiles": _profile,
+    "gates": _gates,
+    "lmeval": _lmeval,
+    "finetune": _finetune,
+}
 ALL_YAML = sorted(CONFIGS.rglob("*.yaml"))
 
 

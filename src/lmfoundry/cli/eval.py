@@ -1,8 +1,9 @@
-"""`lmf eval`: evaluate a model on a task, compare champion vs challenger, check release gates."""
+"""`lmf eval`: evaluate, compare champion vs challenger, gate, judge with a model, report, lm-eval."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import time
 from collections.abc import Sequence
@@ -22,17 +23,22 @@ TASK_HELP = "dialogsum-synthetic, closed-book-qa, or jsonl:PATH (records with in
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="evaluate models, compare champion vs challenger, check release gates",
+        help="evaluate models, compare champion vs challenger, gate, judge, report",
         description=(
             "Evaluate a model on a task (ROUGE, BLEU, chrF, exact match, token F1, latency, cost), "
             "compare two models on identical examples with paired-bootstrap confidence intervals, "
-            "and check the comparison against a gates YAML (exit code 0 pass, 1 fail)."
+            "check the comparison against a gates YAML (exit code 0 pass, 1 fail), grade outputs with a "
+            "judge model, write HTML reports, and run lm-evaluation-harness tasks."
         ),
     )
     commands = parser.add_subparsers(dest="eval_command", metavar="SUBCOMMAND", required=True)
     _register_run(commands)
     _register_compare(commands)
     _register_gate(commands)
+    _register_report(commands)
+    _register_judge(commands)
+    _register_judge_agreement(commands)
+    _register_harness(commands)
 
 
 def _add_task_options(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +54,9 @@ def _add_task_options(parser: argparse.ArgumentParser) -> None:
         help="hardware price in USD/hour for cost per 1M tokens (default 0.10)",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--report", action="store_true", help="also write report.html (+ report.json) into the output folder"
+    )
     add_json_flag(parser)
     add_sampling_options(parser)
 
@@ -124,12 +133,15 @@ def _run(args: argparse.Namespace) -> int:
     task = _load_task(args)
     out = Path(args.out) if args.out else _default_out("eval", task.name)
     result = _evaluate(args.model, task, args, out)
+    report = _maybe_report(args, out)
     if args.json:
-        print_json({**result.summary(), "out": str(out)})
+        print_json({**result.summary(), "out": str(out), **report})
         return 0
     rows = [(k, f"{v:.4f}") for k, v in result.aggregates.items()] + _latency_rows(result.latency)
     _print_table(f"{result.model} on {task.name} ({len(result.outputs)} examples)", ("metric", "value"), rows)
     print(f"wrote {out / 'results.json'} and {out / 'outputs.jsonl'}")
+    if report:
+        print(f"wrote {report['report']}")
     return 0
 
 
@@ -142,8 +154,9 @@ def _compare(args: argparse.Namespace) -> int:
     challenger = _evaluate(args.challenger, task, args, out / "challenger")
     comparison = compare_results(champion, challenger, args.n_boot, args.boot_seed, args.confidence)
     path = save_comparison(comparison, out / "comparison.json")
+    report = _maybe_report(args, out)
     if args.json:
-        print_json({**comparison, "out": str(path)})
+        print_json({**comparison, "out": str(path), **report})
         return 0
     rows = [
         (name, f"{m['champion']:.4f}", f"{m['challenger']:.4f}", f"{m['diff']:+.4f}",
@@ -155,7 +168,18 @@ def _compare(args: argparse.Namespace) -> int:
     p95 = comparison["latency"]["e2e_s_p95"]
     print(f"latency p95: champion {p95['champion']:.3f}s, challenger {p95['challenger']:.3f}s")
     print(f"wrote {path}")
+    if report:
+        print(f"wrote {report['report']}")
     return 0
+
+
+def _maybe_report(args: argparse.Namespace, out: Path) -> dict[str, str]:
+    if not args.report:
+        return {}
+    from lmfoundry.eval.report import write_report
+
+    html_path, _ = write_report(out)
+    return {"report": str(html_path)}
 
 
 def _gate(args: argparse.Namespace) -> int:
@@ -191,3 +215,233 @@ def _print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str
     for row in rows:
         table.add_row(*row)
     Console().print(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# report, judge, judge-agreement, harness
+
+
+def _register_report(commands: Any) -> None:
+    parser = commands.add_parser(
+        "report",
+        help="write a self-contained HTML report (+ JSON) of a run or comparison folder",
+        description=(
+            "Renders report.html from a folder written by `lmf eval run` or `lmf eval compare`: score and "
+            "latency/cost tables, CI bars, score distributions, latency histograms, a judge section when "
+            "judge.json is there, and a drill-down per example. Figures are inline PNGs; report.json "
+            "beside it holds the same numbers."
+        ),
+    )
+    parser.add_argument(
+        "path", metavar="RUN_DIR_OR_COMPARE_DIR", help="folder with results.json or comparison.json"
+    )
+    parser.add_argument("--out", help="HTML file to write (default RUN_DIR/report.html)")
+    add_json_flag(parser)
+    parser.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from lmfoundry.eval.report import write_report
+
+    html_path, json_path = write_report(args.path, args.out)
+    if args.json:
+        print_json({"report": str(html_path), "json": str(json_path)})
+    else:
+        print(f"wrote {html_path} and {json_path}")
+    return 0
+
+
+def _add_judge_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "judge",
+        metavar="MODEL_OR_URL",
+        help="a model lmfoundry can load, or an OpenAI-compatible base URL (http...)",
+    )
+    parser.add_argument(
+        "--judge-model", default="default", help="model name sent to an OpenAI-compatible endpoint"
+    )
+    parser.add_argument("--rubric", help="rubric file: YAML {name, min, max, text} or plain text (1-5 scale)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_json_flag(parser)
+    add_sampling_options(parser)
+
+
+def _register_judge(commands: Any) -> None:
+    parser = commands.add_parser(
+        "judge",
+        help="grade outputs with a judge model: rubric scores or pairwise preference",
+        description=(
+            "Rubric mode scores each output of `lmf eval run` (outputs.jsonl) on the rubric's scale. "
+            "Pairwise mode (--pairwise OTHER) asks which of two runs' outputs is better, in both orders to "
+            "cancel position bias, and counts contradictions (the same position preferred both times). "
+            "Unparseable judge replies are counted (n_unparseable) and excluded from means. --repeats N "
+            "judges N times with seeds seed..seed+N-1 and reports the spread. The judge samples at "
+            "temperature 0 with one repeat and 0.7 with more, unless --temperature is given."
+        ),
+    )
+    parser.add_argument(
+        "--outputs", required=True, help="outputs.jsonl (or its run folder) to judge; model a"
+    )
+    parser.add_argument(
+        "--pairwise", metavar="OTHER_OUTPUTS", help="a second outputs.jsonl on the same examples; model b"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="judge N times with different seeds (default 1)"
+    )
+    parser.add_argument("--out", help="folder for judge.json (default $LMF_HOME/runs/judge/TIMESTAMP); "
+                        "use the run/compare folder to include it in `lmf eval report`")  # fmt: skip
+    _add_judge_options(parser)
+    parser.set_defaults(handler=_judge)
+
+
+def _register_judge_agreement(commands: Any) -> None:
+    parser = commands.add_parser(
+        "judge-agreement",
+        help="measure a judge against human labels (accuracy, Cohen's kappa)",
+        description=(
+            "Labels are JSONL, one kind per file: pairwise {prompt, response_a, response_b, human: a|b|tie} "
+            "(compared with the both-orders verdict) or rubric {prompt, response, human_score} (also MAE "
+            "and within-one accuracy). Unparseable judge replies are counted and excluded."
+        ),
+    )
+    parser.add_argument("--labels", required=True, help="JSONL file of human labels")
+    _add_judge_options(parser)
+    parser.set_defaults(handler=_judge_agreement)
+
+
+def _judge_backend(args: argparse.Namespace, repeats: int) -> Any:
+    from lmfoundry.eval.judge import make_judge
+    from lmfoundry.types import SamplingParams
+
+    overrides = sampling_overrides(args)
+    overrides.pop("seed", None)
+    defaults = SamplingParams(temperature=0.0 if repeats == 1 else 0.7, max_new_tokens=256)
+    return make_judge(args.judge, defaults.replace(**overrides), judge_model=args.judge_model)
+
+
+def _judge(args: argparse.Namespace) -> int:
+    from lmfoundry.eval.judge import load_rubric, pairwise_items, read_outputs, rubric_items, run_judge
+    from lmfoundry.fsutil import atomic_write_text
+
+    records = read_outputs(args.outputs)
+    items = pairwise_items(records, read_outputs(args.pairwise)) if args.pairwise else rubric_items(records)
+    rubric = load_rubric(args.rubric) if args.rubric else None
+    judge = _judge_backend(args, args.repeats)
+    calls = len(items) * args.repeats * (2 if args.pairwise else 1)
+    with _judge_progress(not args.no_progress, calls) as advance:
+        result = run_judge(judge, items, rubric=rubric, pairwise=bool(args.pairwise), repeats=args.repeats,
+                           seed=args.seed or 0, on_item=advance)  # fmt: skip
+    result = {"judge": args.judge, "model_a": _model_name(args.outputs), **result}
+    if args.pairwise:
+        result["model_b"] = _model_name(args.pairwise)
+    out = Path(args.out) if args.out else _default_out("judge", result["mode"])
+    atomic_write_text(out / "judge.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
+    if args.json:
+        print_json({k: v for k, v in result.items() if k != "runs"} | {"out": str(out / "judge.json")})
+        return 0
+    rows = [(k, _fmt(v)) for k, v in result["summary"].items()]
+    rows += [
+        (f"{result['headline']} over {args.repeats} repeats: {k}", _fmt(v))
+        for k, v in result["variance"].items()
+    ]
+    _print_table(f"judge {args.judge} ({result['mode']}, {len(items)} examples)", ("", "value"), rows)
+    print(f"unparseable judge replies: {result['n_unparseable']} (excluded from means)")
+    print(f"wrote {out / 'judge.json'}")
+    return 0
+
+
+def _judge_agreement(args: argparse.Namespace) -> int:
+    from lmfoundry.eval.judge import agreement, load_rubric, read_labels
+
+    kind, records = read_labels(args.labels)
+    rubric = load_rubric(args.rubric) if args.rubric else None
+    result = agreement(_judge_backend(args, 1), kind, records, rubric=rubric, seed=args.seed or 0)
+    if args.json:
+        print_json({k: v for k, v in result.items() if k != "judgments"})
+        return 0
+    keys = ["n", "n_scored", "n_unparseable", "accuracy", "kappa", "contradictions", "mae", "within_one"]
+    rows = [(k, _fmt(result[k])) for k in keys if k in result]
+    _print_table(f"judge {args.judge} vs human labels ({kind})", ("", "value"), rows)
+    return 0
+
+
+def _register_harness(commands: Any) -> None:
+    parser = commands.add_parser(
+        "harness",
+        help="run lm-evaluation-harness tasks on a model (needs `pip install lm-eval`)",
+        description=(
+            "Runs lm-eval tasks through lmfoundry's lm-eval model adapter (registered as 'lmfoundry'). "
+            "A task is an lm-eval task name or a task YAML path; relative data_files in a YAML resolve "
+            "against its folder, so local datasets work offline (see configs/lmeval/)."
+        ),
+    )
+    parser.add_argument("model", metavar="MODEL", help="store name, packaged name or HF directory")
+    parser.add_argument("--tasks", required=True, help="comma-separated task names or task YAML paths")
+    parser.add_argument("--include-path", help="folder of extra task YAMLs to register by name")
+    parser.add_argument("--limit", type=float, help="examples per task (a fraction < 1 means a share)")
+    parser.add_argument("--num-fewshot", type=int, help="few-shot examples per prompt")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed for few-shot sampling and generation (default 0)"
+    )
+    parser.add_argument("--out", help="also write the results to this JSON file")
+    add_json_flag(parser)
+    parser.set_defaults(handler=_harness)
+
+
+def _harness(args: argparse.Namespace) -> int:
+    from lmfoundry.eval.lmeval_adapter import run_harness
+    from lmfoundry.fsutil import atomic_write_text
+
+    limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    result = run_harness(args.model, tasks, limit=limit, num_fewshot=args.num_fewshot,
+                         include_path=args.include_path, seed=args.seed)  # fmt: skip
+    if args.out:
+        atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
+    if args.json:
+        print_json(result)
+        return 0
+    rows = [
+        (task, key.replace(",none", ""), _fmt(value))
+        for task, metrics in result["results"].items()
+        for key, value in metrics.items()
+        if isinstance(value, int | float) and not key.endswith("_stderr,none")
+    ]
+    _print_table(f"lm-eval on {args.model}", ("task", "metric", "value"), rows)
+    return 0
+
+
+def _judge_progress(enabled: bool, total: int) -> Any:
+    """A context manager yielding an `advance()` callback for judge calls."""
+    import contextlib
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    @contextlib.contextmanager
+    def bar() -> Any:
+        progress = Progress(TextColumn("judging"), BarColumn(), MofNCompleteColumn(),
+                            console=Console(stderr=True), disable=not enabled, transient=True)  # fmt: skip
+        with progress:
+            task = progress.add_task("judge", total=total)
+            yield lambda: progress.advance(task)
+
+    return bar()
+
+
+def _model_name(outputs_path: str) -> str:
+    """The model recorded in results.json beside an outputs file, else the file path."""
+    path = Path(outputs_path)
+    folder = path if path.is_dir() else path.parent
+    try:
+        return str(json.loads((folder / "results.json").read_text(encoding="utf-8"))["model"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return str(path)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value) if not isinstance(value, dict) else json.dumps(value)

@@ -14,7 +14,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--backend",
         default="auto",
         choices=["auto", "transformers", "llama_cpp"],
-        help="auto = llama.cpp for GGUF-backed models without adapters, else transformers",
+        help="auto = llama.cpp for .gguf files, transformers (fp32) for store and packaged models",
     )
     parser.add_argument("--adapter", action="append", help="PEFT adapter directory (repeatable)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")

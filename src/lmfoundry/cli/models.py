@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(handler=_pull)
 
-    p = sub.add_parser("show", help="architecture, parameters, context length, dtype, size, template, licence")
+    p = sub.add_parser(
+        "show", help="architecture, parameters, context length, dtype, size, template, licence"
+    )
     p.add_argument("name")
     add_json_flag(p)
     p.set_defaults(handler=_show)

@@ -74,7 +74,9 @@ def run_stream(backend: Backend, prompt_ids: list[int], params: SamplingParams) 
         raise InvalidInputError(
             f"prompt is {len(prompt_ids)} tokens but the context length is {backend.context_length}"
         )
-    params = params.replace(max_new_tokens=min(params.max_new_tokens, backend.context_length - len(prompt_ids)))
+    params = params.replace(
+        max_new_tokens=min(params.max_new_tokens, backend.context_length - len(prompt_ids))
+    )
     start = time.perf_counter()
     first_token_at: float | None = None
     generated: list[int] = []
@@ -164,7 +166,9 @@ class LoadedModel:
     ) -> Iterator[StreamEvent]:
         return run_stream(self.runtime, self.prompt_ids(prompt), self._params(params, overrides))
 
-    def stream(self, prompt: str | list[Message], params: SamplingParams | None = None, **overrides: Any) -> Iterator[str]:
+    def stream(
+        self, prompt: str | list[Message], params: SamplingParams | None = None, **overrides: Any
+    ) -> Iterator[str]:
         """Yield generated text pieces as they are decoded."""
         for event in self.stream_events(prompt, params, **overrides):
             if event.delta:
@@ -180,13 +184,20 @@ class LoadedModel:
         return result
 
 
-def choose_backend(requested: str, *, has_gguf: bool, has_adapters: bool, quantized: bool) -> str:
-    """`auto` picks llama.cpp for GGUF-backed models without adapters (fastest on CPU)."""
+def choose_backend(requested: str, *, kind: str, has_gguf: bool, has_adapters: bool, quantized: bool) -> str:
+    """Pick a backend for `auto`.
+
+    A bare GGUF file runs on llama.cpp (no conversion needed). Store and packaged models run on
+    transformers with their fp32 weights: llama.cpp quantizes activations to 8 bits in its
+    quantized matmuls, which flips near-tied greedy choices of small models (measured on
+    SmolLM2-135M: "The capital of France is Paris." vs "L'Etoile, ..."); use
+    `--backend llama_cpp` for its speed when that trade is acceptable.
+    """
     if requested not in BACKENDS:
         raise InvalidInputError(f"unknown backend {requested!r} (choose from {', '.join(BACKENDS)})")
     if requested != "auto":
         return requested
-    if has_gguf and not has_adapters and not quantized and _llama_cpp_available():
+    if kind == "gguf" and has_gguf and not has_adapters and not quantized and _llama_cpp_available():
         return "llama_cpp"
     return "transformers"
 
@@ -197,7 +208,9 @@ def _llama_cpp_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
-def load_model(name: str, *, backend: str = "auto", adapters: list[str] | None = None, threads: int | None = None) -> LoadedModel:
+def load_model(
+    name: str, *, backend: str = "auto", adapters: list[str] | None = None, threads: int | None = None
+) -> LoadedModel:
     """Resolve `name`, pick a backend and load it (see `lmfoundry.load`)."""
     from lmfoundry.models.load import resolve
 
@@ -206,7 +219,11 @@ def load_model(name: str, *, backend: str = "auto", adapters: list[str] | None =
     if resolved.profile and resolved.profile.backend and backend == "auto":
         backend = resolved.profile.backend
     chosen = choose_backend(
-        backend, has_gguf=resolved.gguf is not None, has_adapters=bool(all_adapters), quantized=bool(resolved.quantization)
+        backend,
+        kind=resolved.kind,
+        has_gguf=resolved.gguf is not None,
+        has_adapters=bool(all_adapters),
+        quantized=bool(resolved.quantization),
     )
     runtime: Backend
     if chosen == "llama_cpp":

@@ -30,7 +30,9 @@ class TransformersBackend:
         )
         eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
         config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-        eos.update(config_eos if isinstance(config_eos, list) else [config_eos] if config_eos is not None else [])
+        eos.update(
+            config_eos if isinstance(config_eos, list) else [config_eos] if config_eos is not None else []
+        )
         self.eos_ids = frozenset(i for i in eos if i is not None)
 
     @classmethod
@@ -51,7 +53,9 @@ class TransformersBackend:
 
     def chat_ids(self, messages: list[Message]) -> list[int]:
         if not self.has_chat_template():
-            raise LmfError("this model has no chat template: give a raw prompt, or set chat_template in a profile")
+            raise LmfError(
+                "this model has no chat template: give a raw prompt, or set chat_template in a profile"
+            )
         encoded = self.tokenizer.apply_chat_template(
             [m.to_dict() for m in messages], add_generation_prompt=True, tokenize=True, return_dict=True
         )
@@ -65,9 +69,7 @@ class TransformersBackend:
         generator = None if params.greedy else make_generator(params.seed)
         history = list(prompt_ids)
         with torch.inference_mode():
-            out = self.model(
-                input_ids=torch.tensor([prompt_ids]), use_cache=True, logits_to_keep=1
-            )
+            out = self.model(input_ids=torch.tensor([prompt_ids]), use_cache=True, logits_to_keep=1)
             for _ in range(params.max_new_tokens):
                 token = sample_next(out.logits[0, -1], params, history, generator)
                 history.append(token)

@@ -20,7 +20,14 @@ class LlamaCppBackend:
     name = "llama_cpp"
     tokenizer = None
 
-    def __init__(self, gguf_path: Path, *, n_ctx: int = 4096, threads: int | None = None, chat_template: str | None = None) -> None:
+    def __init__(
+        self,
+        gguf_path: Path,
+        *,
+        n_ctx: int = 4096,
+        threads: int | None = None,
+        chat_template: str | None = None,
+    ) -> None:
         llama_cpp = require("llama_cpp", extra="llamacpp", package="llama-cpp-python")
         try:
             self.llm = llama_cpp.Llama(
@@ -52,7 +59,9 @@ class LlamaCppBackend:
 
     def chat_ids(self, messages: list[Message]) -> list[int]:
         if not self.chat_template:
-            raise LmfError("this model has no chat template: give a raw prompt, or set chat_template in a profile")
+            raise LmfError(
+                "this model has no chat template: give a raw prompt, or set chat_template in a profile"
+            )
         from lmfoundry.generate.chat_template import render_chat
 
         text = render_chat(self.chat_template, messages, bos_token=self._bos, eos_token=self._eos)
@@ -61,10 +70,9 @@ class LlamaCppBackend:
     def token_stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[int]:
         if params.seed is not None:
             self.llm.set_seed(params.seed)
-        produced = 0
         if params.max_new_tokens == 0:
             return
-        for token in self.llm.generate(
+        tokens = self.llm.generate(
             prompt_ids,
             top_k=params.top_k,
             top_p=params.top_p,
@@ -72,8 +80,8 @@ class LlamaCppBackend:
             temp=params.temperature,
             repeat_penalty=params.repetition_penalty,
             reset=True,
-        ):
-            produced += 1
+        )
+        for produced, token in enumerate(tokens, start=1):
             yield int(token)
             if token in self.eos_ids or produced >= params.max_new_tokens:
                 return

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from lmfoundry.types import SamplingParams
 
 
-def apply_repetition_penalty(logits: torch.Tensor, previous_ids: Iterable[int], penalty: float) -> torch.Tensor:
+def apply_repetition_penalty(
+    logits: torch.Tensor, previous_ids: Iterable[int], penalty: float
+) -> torch.Tensor:
     """CTRL-style penalty: positive logits of seen tokens are divided, negative ones multiplied."""
     import torch
 

@@ -64,7 +64,9 @@ def copy_transformers_model(source: str, out_dir: Path) -> None:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else source)
-        model = AutoModelForCausalLM.from_pretrained(str(local) if local.exists() else source, dtype="float32")
+        model = AutoModelForCausalLM.from_pretrained(
+            str(local) if local.exists() else source, dtype="float32"
+        )
     except OSError as exc:
         raise hub_error(source, exc) from exc
     model.save_pretrained(out_dir)

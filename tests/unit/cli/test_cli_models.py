@@ -19,7 +19,15 @@ def test_models_pull_show_list_rm(tiny_qwen2_dir: Path, capsys: pytest.CaptureFi
     assert _json(capsys)["architecture"] == "Qwen2ForCausalLM"
     assert main(["models", "show", "tq", "--json"]) == 0
     shown = _json(capsys)
-    assert {"architecture", "parameters", "context_length", "dtype", "size_bytes", "chat_template", "license"} <= set(shown)
+    assert {
+        "architecture",
+        "parameters",
+        "context_length",
+        "dtype",
+        "size_bytes",
+        "chat_template",
+        "license",
+    } <= set(shown)
     assert main(["models", "show", "tq"]) == 0
     assert "context length" in capsys.readouterr().out
     assert main(["models", "list", "--json"]) == 0
@@ -27,8 +35,12 @@ def test_models_pull_show_list_rm(tiny_qwen2_dir: Path, capsys: pytest.CaptureFi
     assert main(["models", "rm", "tq"]) == 0
 
 
-def test_generate_json_has_the_documented_fields(tiny_llama_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["generate", str(tiny_llama_dir), "Hello", "--json", "--temperature", "0", "--max-new-tokens", "5"])
+def test_generate_json_has_the_documented_fields(
+    tiny_llama_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["generate", str(tiny_llama_dir), "Hello", "--json", "--temperature", "0", "--max-new-tokens", "5"]
+    )
     assert code == 0
     out = _json(capsys)
     assert {"text", "prompt_tokens", "completion_tokens", "ttft_s", "tokens_per_s", "backend"} <= set(out)
@@ -49,16 +61,34 @@ def test_generate_json_has_the_documented_fields(tiny_llama_dir: Path, capsys: p
         (["models", "create", "x", "-f", "/no/such.yaml"], "not found"),
     ],
 )
-def test_bad_input_is_one_line_error(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_one_line_error(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(argv) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("lmf: error:") and needle in err and "Traceback" not in err
     assert len(err.splitlines()) == 1
 
 
-def test_chat_keeps_history(tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_chat_keeps_history(
+    tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import io
 
     monkeypatch.setattr("sys.stdin", io.StringIO("hello\n/reset\nagain\n/exit\n"))
-    assert main(["chat", str(tiny_llama_dir), "--temperature", "0", "--max-new-tokens", "4", "--backend", "transformers"]) == 0
+    assert (
+        main(
+            [
+                "chat",
+                str(tiny_llama_dir),
+                "--temperature",
+                "0",
+                "--max-new-tokens",
+                "4",
+                "--backend",
+                "transformers",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.count("\n") >= 2

@@ -1,0 +1,201 @@
+"""`lmf rag`: index documents into a named store, search it, and answer questions with citations."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from lmfoundry.cli.common import add_json_flag, add_sampling_options, print_json, sampling_overrides
+from lmfoundry.errors import InvalidInputError
+
+_MODES = ["dense", "bm25", "hybrid"]
+_RERANK_HELP = "rerank candidates: mmr, mmr:LAMBDA, cross-encoder:PATH, llm or llm:MODEL"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "rag",
+        help="retrieval-augmented generation: index, search, ask with citations",
+        description=(
+            "Ground a model in your documents. Stores live in $LMF_HOME/rag/NAME (LanceDB by default). "
+            "Indexing is incremental: unchanged files cost nothing, deleted ones are removed."
+        ),
+    )
+    commands = parser.add_subparsers(dest="rag_command", metavar="SUBCOMMAND")
+    _add_index(commands)
+    _add_search(commands)
+    _add_ask(commands)
+    stores = commands.add_parser("stores", help="list the RAG stores", description="List the RAG stores.")
+    add_json_flag(stores)
+    stores.set_defaults(handler=_stores)
+    parser.set_defaults(handler=lambda args: (parser.print_help(), 0)[1])
+
+
+def _add_index(commands: Any) -> None:
+    p = commands.add_parser(
+        "index",
+        help="add or update documents in a store",
+        description=(
+            "Index files and directories (.txt .md .rst .html .pdf .jsonl) or builtin:python-reference. "
+            "New and changed sources are (re)embedded; sources deleted under the given paths are removed."
+        ),
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="file, directory or builtin:python-reference")
+    p.add_argument("--store", required=True, help="store name (created if missing)")
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        help="tokens per chunk (default: min(512, what the embedder reads: 254 for all-MiniLM-L6-v2))",
+    )
+    p.add_argument(
+        "--overlap", type=int, help="tokens shared by consecutive chunks (default min(32, size/4))"
+    )
+    p.add_argument("--embedder", help="all-MiniLM-L6-v2 (default) or a sentence-transformers directory")
+    p.add_argument(
+        "--backend", choices=["lancedb", "qdrant"], help="vector store for a new store (default lancedb)"
+    )
+    p.add_argument(
+        "--include", action="append", default=[], help="glob of files to index in directories (repeatable)"
+    )
+    p.add_argument("--exclude", action="append", default=[], help="glob of files to skip (repeatable)")
+    add_json_flag(p)
+    p.set_defaults(handler=_index)
+
+
+def _add_retrieval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-k", type=int, default=5, help="number of chunks (default 5)")
+    p.add_argument(
+        "--mode", choices=_MODES, default="hybrid", help="retrieval mode (default hybrid: RRF of both)"
+    )
+    p.add_argument("--rerank", help=_RERANK_HELP)
+    p.add_argument("--source-prefix", help="only chunks whose source starts with this")
+    p.add_argument(
+        "--where", action="append", default=[], metavar="KEY=VALUE", help="exact metadata match (repeatable)"
+    )
+
+
+def _add_search(commands: Any) -> None:
+    p = commands.add_parser(
+        "search", help="retrieve the chunks that match a query", description="Search a store."
+    )
+    p.add_argument("store", help="store name")
+    p.add_argument("query", help="what to look for")
+    _add_retrieval_options(p)
+    add_json_flag(p)
+    p.set_defaults(handler=_search)
+
+
+def _add_ask(commands: Any) -> None:
+    p = commands.add_parser(
+        "ask",
+        help="answer a question from a store, citing documents",
+        description=(
+            "Retrieve chunks, fit them into the model's context, and answer only from them, citing [n]. "
+            "Greedy decoding unless --temperature is given."
+        ),
+    )
+    p.add_argument("store", help="store name")
+    p.add_argument("question", help="the question")
+    p.add_argument(
+        "--model", required=True, help="reader model: store name, packaged name, HF directory or .gguf"
+    )
+    p.add_argument(
+        "--compress", action="store_true", help="keep the question-similar sentences when over budget"
+    )
+    _add_retrieval_options(p)
+    add_sampling_options(p)
+    add_json_flag(p)
+    p.set_defaults(handler=_ask)
+
+
+def _where(args: argparse.Namespace) -> dict[str, Any] | None:
+    metadata = {}
+    for item in args.where:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"--where needs KEY=VALUE, got {item!r}")
+        metadata[key] = value
+    if not metadata and not args.source_prefix:
+        return None
+    return {"source_prefix": args.source_prefix, "metadata": metadata}
+
+
+def _index(args: argparse.Namespace) -> int:
+    from lmfoundry.rag import index_paths
+
+    report = index_paths(
+        args.paths,
+        args.store,
+        chunk_size=args.chunk_size,
+        overlap=args.overlap,
+        embedder=args.embedder,
+        backend=args.backend,
+        include=args.include,
+        exclude=args.exclude,
+        progress=not args.json,
+    )
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print(
+            f"store {report.store}: {len(report.added)} added, {len(report.updated)} updated, "
+            f"{len(report.removed)} removed, {report.unchanged} unchanged; "
+            f"{report.chunks_written} chunks written, {report.texts_embedded} texts embedded"
+        )
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from lmfoundry.rag import search
+    from lmfoundry.rag.read import hit_to_dict
+
+    hits = search(args.store, args.query, k=args.k, mode=args.mode, rerank=args.rerank, where=_where(args))
+    if args.json:
+        print_json({"hits": [hit_to_dict(h) for h in hits]})
+        return 0
+    for rank, hit in enumerate(hits):
+        snippet = " ".join(hit.chunk.text.split())[:160]
+        print(f"{rank}. {hit.score:.4f} {hit.chunk.source}\n   {snippet}")
+    return 0
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from lmfoundry.rag import ask
+    from lmfoundry.types import SamplingParams
+
+    params = SamplingParams(temperature=0.0, max_new_tokens=256).replace(**sampling_overrides(args))
+    answer = ask(
+        args.store,
+        args.question,
+        args.model,
+        k=args.k,
+        mode=args.mode,
+        rerank=args.rerank,
+        where=_where(args),
+        params=params,
+        compress=args.compress,
+    )
+    for note in answer.notes:
+        print(f"lmf: note: {note}", file=sys.stderr)
+    if args.json:
+        print_json(answer.to_dict())
+        return 0
+    print(answer.answer)
+    for citation in answer.citations:
+        print(f"  [{citation['document']}] {citation['source']}")
+    return 0
+
+
+def _stores(args: argparse.Namespace) -> int:
+    from lmfoundry.rag import list_stores
+
+    stores = list_stores()
+    if args.json:
+        print_json({"stores": stores})
+        return 0
+    if not stores:
+        print("no RAG stores yet: lmf rag index PATH --store NAME")
+    for s in stores:
+        print(f"{s['name']}\t{s['backend']}\t{s['embedder']}\tchunk {s['chunk_size']}/{s['overlap']}")
+    return 0

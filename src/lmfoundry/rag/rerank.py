@@ -1,0 +1,163 @@
+"""Reorder retrieved hits: MMR (relevance vs. diversity), a cross-encoder, or a reader LLM's
+yes/no relevance judgement.
+
+Spec strings used by the CLI and `search(..., rerank=...)`: `mmr` or `mmr:0.7` (lambda),
+`cross-encoder:PATH` (any sentence-transformers CrossEncoder directory), `llm` or `llm:MODEL`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from lmfoundry.errors import InvalidInputError
+from lmfoundry.plugins import require
+from lmfoundry.types import Hit
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from lmfoundry.rag.index import RagIndex
+
+DEFAULT_MMR_LAMBDA = 0.5
+DEFAULT_LLM = "smollm2-135m-instruct"
+LLM_PROMPT = (
+    "Document: {document}\nQuestion: {question}\nIs the document relevant to the question? Answer yes or no:"
+)
+_YES = (" yes", "yes", " Yes", "Yes")
+_NO = (" no", "no", " No", "No")
+
+
+def mmr(
+    query: np.ndarray, hits: Sequence[Hit], vectors: np.ndarray, k: int, lam: float = DEFAULT_MMR_LAMBDA
+) -> list[Hit]:
+    """Maximal marginal relevance: greedily pick argmax lam*sim(q, d) - (1-lam)*max sim(d, picked).
+
+    `vectors` are the hits' normalised embeddings (row i belongs to hits[i]). lam=1 keeps the
+    relevance order; lam=0 maximises diversity. Returned scores are the MMR values at pick time.
+    """
+    import numpy as np
+
+    if not 0.0 <= lam <= 1.0:
+        raise InvalidInputError(f"MMR lambda must be in [0, 1], got {lam}")
+    relevance = vectors @ query
+    similarity = vectors @ vectors.T
+    picked: list[int] = []
+    scores: list[float] = []
+    remaining = list(range(len(hits)))
+    while remaining and len(picked) < k:
+        redundancy = similarity[np.ix_(remaining, picked)].max(axis=1) if picked else np.zeros(len(remaining))
+        values = lam * relevance[remaining] - (1.0 - lam) * redundancy
+        best = int(np.argmax(values))
+        picked.append(remaining.pop(best))
+        scores.append(float(values[best]))
+    return [Hit(hits[i].chunk, s) for i, s in zip(picked, scores, strict=True)]
+
+
+def mmr_rerank(
+    index: RagIndex, query: str, hits: Sequence[Hit], k: int, lam: float = DEFAULT_MMR_LAMBDA
+) -> list[Hit]:
+    from lmfoundry.rag.embed import embed_texts
+
+    if not hits:
+        return []
+    query_vector = embed_texts(index.embedder, [query], use_cache=False, progress=False)[0]
+    vectors = index.store.vectors([h.chunk.chunk_id for h in hits])
+    return mmr(query_vector, hits, vectors, k, lam)
+
+
+@functools.lru_cache(maxsize=2)
+def load_cross_encoder(name: str) -> Any:
+    st = require("sentence_transformers", extra="rag", package="sentence-transformers")
+    try:
+        return st.CrossEncoder(name, device="cpu")
+    except OSError as exc:
+        raise InvalidInputError(f"cannot load cross-encoder {name!r}: {exc}") from exc
+
+
+def cross_encoder_rerank(name: str, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
+    """Score (query, chunk) pairs with a CrossEncoder; best first."""
+    if not hits:
+        return []
+    scores = load_cross_encoder(name).predict([(query, h.chunk.text) for h in hits], show_progress_bar=False)
+    order = sorted(range(len(hits)), key=lambda i: -float(scores[i]))
+    return [Hit(hits[i].chunk, float(scores[i])) for i in order[:k]]
+
+
+def _answer_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """First-token ids of the yes/no spellings; ids both share (e.g. a bare space) are dropped."""
+
+    def first_ids(words: Sequence[str]) -> set[int]:
+        ids = (tokenizer.encode(w, add_special_tokens=False) for w in words)
+        return {seq[0] for seq in ids if seq}
+
+    yes, no = first_ids(_YES), first_ids(_NO)
+    yes, no = yes - no, no - yes
+    if not yes or not no:
+        raise InvalidInputError("the reader's tokenizer cannot tell 'yes' from 'no' by their first token")
+    return sorted(yes), sorted(no)
+
+
+def llm_relevance_scores(model: Any, tokenizer: Any, question: str, texts: Sequence[str]) -> list[float]:
+    """P(yes) / (P(yes) + P(no)) for the next token after the relevance prompt, per text.
+
+    Documents are truncated so the prompt fits the model's position limit.
+    """
+    import torch
+
+    yes, no = _answer_token_ids(tokenizer)
+    limit = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+    overhead = len(
+        tokenizer.encode(LLM_PROMPT.format(document="", question=question), add_special_tokens=True)
+    )
+    room = max(limit - overhead - 1, 1)
+    scores = []
+    for text in texts:
+        doc_ids = tokenizer.encode(text, add_special_tokens=False)[:room]
+        prompt = LLM_PROMPT.format(document=tokenizer.decode(doc_ids), question=question)
+        ids = tokenizer(prompt, return_tensors="pt")["input_ids"][:, -limit:]
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, -1].float()
+        probs = torch.softmax(logits, dim=-1)
+        p_yes, p_no = float(probs[yes].sum()), float(probs[no].sum())
+        scores.append(p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5)
+    return scores
+
+
+def llm_rerank(model: Any, tokenizer: Any, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
+    """Reorder by the reader's relevance probability (ties keep retrieval order)."""
+    scores = llm_relevance_scores(model, tokenizer, query, [h.chunk.text for h in hits])
+    order = sorted(range(len(hits)), key=lambda i: -scores[i])
+    return [Hit(hits[i].chunk, scores[i]) for i in order[:k]]
+
+
+def _load_reader(name: str) -> tuple[Any, Any]:
+    try:
+        from lmfoundry.models.load import load_hf_model
+    except ImportError:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        return AutoModelForCausalLM.from_pretrained(name).eval(), AutoTokenizer.from_pretrained(name)
+    return load_hf_model(name)
+
+
+def rerank(spec: str, index: RagIndex, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
+    """Apply the reranker a spec string names (see the module docstring)."""
+    kind, _, arg = spec.partition(":")
+    if kind == "mmr":
+        try:
+            lam = float(arg) if arg else DEFAULT_MMR_LAMBDA
+        except ValueError:
+            raise InvalidInputError(f"invalid MMR lambda in {spec!r}: use mmr:0.7") from None
+        return mmr_rerank(index, query, hits, k, lam)
+    if kind == "cross-encoder":
+        if not arg:
+            raise InvalidInputError("name the cross-encoder: cross-encoder:PATH")
+        return cross_encoder_rerank(arg, query, hits, k)
+    if kind == "llm":
+        model, tokenizer = _load_reader(arg or DEFAULT_LLM)
+        return llm_rerank(model, tokenizer, query, hits, k)
+    raise InvalidInputError(
+        f"unknown reranker {spec!r} (use mmr[:LAMBDA], cross-encoder:PATH or llm[:MODEL])"
+    )

@@ -1,0 +1,1 @@
+"""Vector store backends (LanceDB default, Qdrant) behind the `VectorStore` protocol."""

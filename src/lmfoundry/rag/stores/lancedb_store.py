@@ -1,0 +1,158 @@
+"""LanceDB on local disk: the default vector store (`$LMF_HOME/rag/<store>/lance`)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lmfoundry.plugins import register, require
+from lmfoundry.rag.stores.base import SearchFilter, SourceRecord, chunk_from_row, metadata_to_json
+from lmfoundry.types import Chunk
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _quoted_list(values: Iterable[str]) -> str:
+    return ", ".join(_quote(v) for v in values)
+
+
+class LanceStore:
+    """Two tables: `chunks` (text, offsets, metadata JSON, vector) and `sources` (hash records)."""
+
+    def __init__(self, path: Path, dimension: int) -> None:
+        lancedb = require("lancedb", extra="rag")
+        import pyarrow as pa
+
+        self.dimension = dimension
+        self.db = lancedb.connect(str(path))
+        chunk_schema = pa.schema(
+            [
+                pa.field("chunk_id", pa.string()),
+                pa.field("source", pa.string()),
+                pa.field("text", pa.string()),
+                pa.field("start", pa.int64()),
+                pa.field("end", pa.int64()),
+                pa.field("metadata", pa.string()),
+                pa.field("vector", pa.list_(pa.float32(), dimension)),
+            ]
+        )
+        source_schema = pa.schema(
+            [
+                pa.field("source", pa.string()),
+                pa.field("hash", pa.string()),
+                pa.field("origin", pa.string()),
+                pa.field("n_chunks", pa.int64()),
+            ]
+        )
+        self.chunk_table = self._table("chunks", chunk_schema)
+        self.source_table = self._table("sources", source_schema)
+
+    def _table(self, name: str, schema: Any) -> Any:
+        return self.db.create_table(name, schema=schema, exist_ok=True)
+
+    def _rows(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> list[dict[str, Any]]:
+        return [
+            {
+                "chunk_id": c.chunk_id,
+                "source": c.source,
+                "text": c.text,
+                "start": c.start,
+                "end": c.end,
+                "metadata": metadata_to_json(c.metadata),
+                "vector": vectors[i].astype("float32"),
+            }
+            for i, c in enumerate(chunks)
+        ]
+
+    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        if chunks:
+            self.chunk_table.delete(f"chunk_id IN ({_quoted_list(c.chunk_id for c in chunks)})")
+            self.chunk_table.add(self._rows(chunks, vectors))
+
+    def replace_sources(self, sources: Sequence[str], chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        if sources:
+            self.chunk_table.delete(f"source IN ({_quoted_list(sources)})")
+        if chunks:
+            self.chunk_table.add(self._rows(chunks, vectors))
+
+    def delete_sources(self, sources: Sequence[str]) -> None:
+        if sources:
+            self.chunk_table.delete(f"source IN ({_quoted_list(sources)})")
+            self.forget_sources(sources)
+
+    def forget_sources(self, sources: Sequence[str]) -> None:
+        if sources:
+            self.source_table.delete(f"source IN ({_quoted_list(sources)})")
+
+    def record_sources(self, records: Sequence[SourceRecord]) -> None:
+        if records:
+            merge = (
+                self.source_table.merge_insert("source")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+            )
+            merge.execute([r.__dict__ for r in records])
+
+    def compact(self) -> None:
+        """Merge the small fragments many incremental writes leave behind."""
+        for table in (self.chunk_table, self.source_table):
+            table.optimize()
+
+    def sources(self) -> dict[str, SourceRecord]:
+        rows = self.source_table.to_arrow().to_pylist()
+        return {r["source"]: SourceRecord(**r) for r in rows}
+
+    def chunk_sources(self) -> dict[str, int]:
+        column = self.chunk_table.to_arrow().column("source").to_pylist()
+        return dict(Counter(column))
+
+    def search(
+        self, vector: np.ndarray, k: int, where: SearchFilter | None = None
+    ) -> list[tuple[Chunk, float]]:
+        total = self.count()
+        if total == 0 or k <= 0:
+            return []
+        query = self.chunk_table.search(vector.astype("float32")).distance_type("cosine")
+        if where and where.source_prefix:
+            query = query.where(f"starts_with(source, {_quote(where.source_prefix)})", prefilter=True)
+        # Metadata is stored as JSON, so exact-match filters are applied here, over all candidates.
+        limit = total if where and where.metadata else k
+        results = []
+        for row in query.limit(limit).to_list():
+            chunk = chunk_from_row(row)
+            if where is None or where.matches(chunk):
+                results.append((chunk, 1.0 - float(row["_distance"])))
+        return results[:k]
+
+    def chunks(self) -> list[Chunk]:
+        columns = ["chunk_id", "source", "text", "start", "end", "metadata"]
+        table = self.chunk_table.to_arrow().select(columns)
+        return [chunk_from_row(r) for r in table.to_pylist()]
+
+    def vectors(self, chunk_ids: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        if not chunk_ids:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        ids = _quoted_list(chunk_ids)
+        rows = self.chunk_table.search().where(f"chunk_id IN ({ids})").limit(len(chunk_ids) * 2).to_list()
+        by_id = {r["chunk_id"]: np.asarray(r["vector"], dtype=np.float32) for r in rows}
+        return np.stack([by_id[c] for c in chunk_ids])
+
+    def count(self) -> int:
+        return int(self.chunk_table.count_rows())
+
+    def close(self) -> None:
+        """LanceDB holds no locks; nothing to release."""
+
+
+@register("vector_store", "lancedb")
+def open_lancedb(path: Path, dimension: int) -> LanceStore:
+    return LanceStore(path / "lance", dimension)

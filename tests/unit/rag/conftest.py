@@ -1,0 +1,98 @@
+"""RAG test fixtures: the packaged embedder (loaded once), a tiny cross-encoder and a tiny reader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+WORDS = [
+    "the",
+    "a",
+    "is",
+    "of",
+    "to",
+    "and",
+    "in",
+    "what",
+    "does",
+    "assert",
+    "statement",
+    "optimization",
+    "debug",
+    "python",
+    "cat",
+    "dog",
+    "fox",
+    "paris",
+    "france",
+    "capital",
+    "river",
+    "bank",
+    "money",
+    "fish",
+    "swim",
+    "weather",
+    "sunny",
+    "rain",
+]
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    from lmfoundry.rag.embed import load_embedder
+
+    return load_embedder()
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random tiny BERT sequence classifier (1 label) with a WordPiece vocab, CrossEncoder-loadable."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny_cross_encoder")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz?.,"]
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"))
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=1,
+    )
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_reader_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama with a 4096-token context, so a prompt with several documents fits."""
+    from tiny import build_model, build_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny_reader")
+    tokenizer = build_tokenizer()
+    build_model("llama", vocab_size=len(tokenizer), max_position_embeddings=4096).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    """A few small text files about different things."""
+    root = tmp_path / "docs"
+    (root / "sub").mkdir(parents=True)
+    (root / "cats.txt").write_text(
+        "Cats are small felines. A cat sleeps most of the day.\n", encoding="utf-8"
+    )
+    (root / "paris.md").write_text(
+        "# Paris\n\nParis is the capital of France, on the river Seine.\n", encoding="utf-8"
+    )
+    (root / "sub" / "banks.txt").write_text("A bank keeps money safe and lends it out.\n", encoding="utf-8")
+    return root
