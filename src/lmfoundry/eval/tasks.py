@@ -19,7 +19,6 @@ from lmfoundry.types import Example, SamplingParams
 INPUT_SLOT = "{input}"
 
 
-
 @dataclass(frozen=True)
 class Task:
     """What to ask, how to generate, and how to score it."""
