@@ -1,0 +1,1 @@
+"""The OpenAI-compatible server: schemas, scheduler, adapter pool, metrics, protection, capture."""

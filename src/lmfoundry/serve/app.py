@@ -1,0 +1,201 @@
+"""`create_app()`: the FastAPI application of `lmf serve`, importable and testable in-process.
+
+    from lmfoundry.serve.app import create_app
+    from lmfoundry.serve.service import ServedModel, ServeOptions
+    served = ServedModel.create(lmfoundry.load("smollm2-135m-instruct", backend="transformers"))
+    app = create_app(served, ServeOptions(), api_keys=["sk-local"])
+
+Every error, whether from validation, auth, limits or a bug, is answered with the OpenAI error object.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the route signatures at runtime, and
+# the request models are imported inside create_app (fastapi and pydantic models stay lazy).
+import logging
+from typing import TYPE_CHECKING, Any
+
+from lmfoundry.serve import handlers
+from lmfoundry.serve.errors import APIError, from_validation_errors, not_found
+from lmfoundry.serve.middleware import APIKeyMiddleware, BodyLimitMiddleware, CountingMiddleware
+from lmfoundry.serve.service import ServeOptions
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from lmfoundry.serve.service import ServedModel
+
+log = logging.getLogger("lmfoundry.serve")
+
+
+def create_app(
+    served: "ServedModel",
+    options: "ServeOptions | None" = None,
+    *,
+    api_keys: list[str] | None = None,
+    capture: Any = None,
+    close_on_shutdown: bool = False,
+) -> "FastAPI":
+    """Build the app around a served model. `close_on_shutdown` stops its scheduler with the app."""
+    from contextlib import asynccontextmanager
+
+    from anyio import CapacityLimiter
+    from fastapi import FastAPI
+
+    from lmfoundry.serve.metrics import ServerMetrics
+
+    options = options or ServeOptions()
+    scheduler = served.scheduler
+    metrics = ServerMetrics(queue_depth=lambda: len(scheduler.waiting), active=lambda: scheduler.active())
+    limiter = CapacityLimiter(options.max_batch * options.max_n + options.max_queue + 16)
+    state = handlers.ServerState(served, options, metrics, limiter, capture=capture)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> Any:
+        yield
+        if close_on_shutdown:
+            served.close()
+
+    app = FastAPI(
+        title="lmfoundry OpenAI-compatible server",
+        version="1",
+        lifespan=lifespan,
+        description="Chat and text completions, embeddings, per-request LoRA adapters, Prometheus metrics.",
+    )
+    app.state.lmf = state
+    _install_error_handlers(app)
+    _add_openai_routes(app, state)
+    _add_admin_routes(app, state)
+    app.add_middleware(BodyLimitMiddleware, limit=options.max_body_bytes)
+    app.add_middleware(APIKeyMiddleware, keys=list(api_keys or []))
+    app.add_middleware(CountingMiddleware, count=metrics.count)
+    return app
+
+
+def _json(error: APIError) -> Any:
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+def _install_error_handlers(app: "FastAPI") -> None:
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
+
+    from lmfoundry.errors import LmfError
+
+    async def api_error(_request: Any, exc: APIError) -> Any:
+        return _json(exc)
+
+    async def lmf_error(_request: Any, exc: LmfError) -> Any:
+        return _json(handlers.to_api_error(exc))
+
+    async def validation_error(_request: Any, exc: RequestValidationError) -> Any:
+        return _json(from_validation_errors(list(exc.errors())))
+
+    async def http_error(_request: Any, exc: HTTPException) -> Any:
+        kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        message = "no such endpoint" if exc.status_code == 404 else str(exc.detail)
+        return _json(APIError(exc.status_code, message, type=kind, headers=dict(exc.headers or {})))
+
+    async def unexpected(_request: Any, exc: Exception) -> Any:
+        log.exception("unhandled error", exc_info=exc)
+        return _json(handlers.to_api_error(exc))
+
+    app.add_exception_handler(APIError, api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(LmfError, lmf_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, unexpected)
+
+
+def _respond(result: Any) -> Any:
+    from fastapi.responses import StreamingResponse
+
+    if isinstance(result, dict):
+        return result
+    return StreamingResponse(
+        result,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _add_openai_routes(app: "FastAPI", state: handlers.ServerState) -> None:
+    from lmfoundry.serve.schema import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": state.served.name}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return handlers.list_models(state)
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str) -> dict[str, Any]:
+        for card in handlers.list_models(state)["data"]:
+            if card["id"] == model_id:
+                return dict(card)
+        raise not_found(f"the model {model_id!r} does not exist", "model", "model_not_found")
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: ChatCompletionRequest) -> Any:
+        return _respond(await handlers.chat_completions(state, body))
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest) -> Any:
+        return _respond(await handlers.completions(state, body))
+
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingRequest) -> Any:
+        return await handlers.embeddings(state, body)
+
+
+def _add_admin_routes(app: "FastAPI", state: handlers.ServerState) -> None:
+    from anyio import to_thread
+    from fastapi.responses import Response
+
+    from lmfoundry.serve.schema import AdapterRequest, FeedbackRequest
+
+    def pool() -> Any:
+        if state.served.adapters is None:
+            raise APIError(400, f"model {state.served.name!r} serves no adapters (transformers backend only)")
+        return state.served.adapters
+
+    @app.get("/metrics")
+    async def metrics() -> Any:
+        payload, content_type = state.metrics.render()
+        return Response(payload, media_type=content_type)
+
+    @app.get("/v1/adapters")
+    async def list_adapters() -> dict[str, Any]:
+        return {"object": "list", "data": pool().describe()}
+
+    @app.post("/v1/adapters", status_code=201)
+    async def add_adapter(body: AdapterRequest) -> dict[str, Any]:
+        adapters = pool()
+        try:
+            await to_thread.run_sync(lambda: adapters.register(body.name, body.path))
+        except Exception as exc:
+            raise handlers.to_api_error(exc, busy_status=409) from exc
+        return next(a for a in adapters.describe() if a["name"] == body.name)
+
+    @app.post("/v1/feedback")
+    async def feedback(body: FeedbackRequest) -> dict[str, Any]:
+        if state.capture is None:
+            raise APIError(404, "feedback needs capture (start the server with --capture DB)")
+        from lmfoundry.serve.capture import UnknownExchangeError
+
+        try:
+            state.capture.add_feedback(body.id, body.index, body.rating)
+        except UnknownExchangeError as exc:
+            raise APIError(404, str(exc), param="id") from exc
+        return {"id": body.id, "index": body.index, "rating": body.rating}
+
+    @app.delete("/v1/adapters/{name}")
+    async def delete_adapter(name: str) -> dict[str, Any]:
+        adapters = pool()
+        try:
+            await to_thread.run_sync(lambda: adapters.remove(name))
+        except Exception as exc:
+            raise handlers.to_api_error(exc, busy_status=409) from exc
+        return {"name": name, "deleted": True}

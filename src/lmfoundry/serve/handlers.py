@@ -1,0 +1,342 @@
+"""The OpenAI endpoints as plain async functions over a `ServerState` (app.py only wires routes).
+
+Flow of a completion: resolve `model` ("base" or "base:adapter") -> sampling params within the
+server's limits -> prompt token ids -> start `n` generations on the scheduler (one batch, so the
+n choices decode together) -> collect them, or stream them as SSE chunks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lmfoundry.errors import InvalidInputError, LmfError, ModelNotFoundError
+from lmfoundry.serve import openai_format as fmt
+from lmfoundry.serve.adapters import (
+    AdapterBusyError,
+    AdapterForbiddenError,
+    UnknownAdapterError,
+    validate_name,
+)
+from lmfoundry.serve.errors import APIError, bad_request, internal, not_found, rate_limited, timeout
+from lmfoundry.serve.scheduler import QueueFullError, RequestTimeoutError
+from lmfoundry.serve.streaming import collect, merged
+from lmfoundry.types import Message, SamplingParams
+
+if TYPE_CHECKING:
+    from lmfoundry.generate.engine import GenerationResult
+    from lmfoundry.serve.metrics import ServerMetrics
+    from lmfoundry.serve.schema import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+    from lmfoundry.serve.service import Generation, ServedModel, ServeOptions
+
+
+@dataclass
+class ServerState:
+    served: ServedModel
+    options: ServeOptions
+    metrics: ServerMetrics
+    limiter: Any
+    """anyio CapacityLimiter for the threads that wait on tokens."""
+    created: int = field(default_factory=fmt.now)
+    capture: Any = None
+    """Optional request/response recorder with `.record(endpoint, request, response, ...)`."""
+    _embedder: Any = None
+    _embedder_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def embedder(self) -> Any:
+        from lmfoundry.rag.embed import load_embedder
+
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = load_embedder(self.options.embedder)
+            return self._embedder
+
+
+def to_api_error(exc: BaseException, *, busy_status: int = 429) -> APIError:
+    """Map library errors to OpenAI error objects (anything unexpected is a 500, never a crash)."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, QueueFullError):
+        return rate_limited(str(exc), exc.retry_after_s)
+    if isinstance(exc, RequestTimeoutError):
+        return timeout(str(exc))
+    if isinstance(exc, UnknownAdapterError | ModelNotFoundError):
+        return not_found(str(exc), "model", "model_not_found")
+    if isinstance(exc, AdapterForbiddenError):
+        return APIError(403, str(exc), type="permission_error", param="path", code="forbidden_path")
+    if isinstance(exc, AdapterBusyError):
+        if busy_status == 429:
+            return rate_limited(str(exc), 1)
+        return APIError(busy_status, str(exc), code="adapter_busy")
+    if isinstance(exc, InvalidInputError | LmfError):
+        return bad_request(str(exc))
+    return internal(f"internal error: {type(exc).__name__}")
+
+
+def resolve_model(state: ServerState, model: str) -> str | None:
+    """The adapter a `model` field selects (None = the base model); 404 for anything unknown."""
+    base = state.served.name
+    if model == base:
+        return None
+    if model.startswith(base + ":"):
+        adapter = model[len(base) + 1 :]
+        validate_name(adapter)
+        if state.served.adapters is None or adapter not in state.served.adapters.names():
+            raise not_found(
+                f"the model {model!r} does not exist (unknown adapter {adapter!r})",
+                "model",
+                "model_not_found",
+            )
+        return adapter
+    raise not_found(
+        f"the model {model!r} does not exist (this server serves {', '.join(state.served.model_ids())})",
+        "model",
+        "model_not_found",
+    )
+
+
+def sampling_params(state: ServerState, req: ChatCompletionRequest | CompletionRequest) -> SamplingParams:
+    options = state.options
+    limit = req.token_limit() or options.default_max_tokens
+    if limit > options.max_tokens:
+        raise bad_request(
+            f"max_tokens={limit} exceeds this server's limit of {options.max_tokens}", "max_tokens"
+        )
+    if req.n > options.max_n:
+        raise bad_request(f"n={req.n} exceeds this server's limit of {options.max_n}", "n")
+    overrides = {
+        "temperature": req.temperature,
+        "top_p": req.top_p,
+        "top_k": req.top_k,
+        "min_p": req.min_p,
+        "repetition_penalty": req.repetition_penalty,
+        "seed": req.seed,
+        "max_new_tokens": limit,
+        "stop": tuple(req.stop_list()),
+    }
+    return state.served.loaded.defaults.replace(**overrides)
+
+
+async def start_choices(
+    state: ServerState, prompt_ids: list[int], params: SamplingParams, adapter: str | None, n: int
+) -> list[Generation]:
+    """Queue `n` generations (choice i samples with seed+i), all or none."""
+    from anyio import to_thread
+
+    def start_all() -> list[Generation]:
+        started: list[Generation] = []
+        try:
+            for i in range(n):
+                seed = params.seed + i if params.seed is not None else None
+                started.append(
+                    state.served.start(
+                        prompt_ids, params.replace(seed=seed), adapter, state.options.timeout_s
+                    )
+                )
+        except Exception:
+            for generation in started:
+                generation.cancel()
+            raise
+        return started
+
+    return await to_thread.run_sync(start_all)  # may load an adapter: keep it off the event loop
+
+
+def _observe(state: ServerState, generation: Generation, result: GenerationResult) -> None:
+    state.metrics.observe_generation(
+        state.served.name,
+        generation.adapter,
+        generation.handle,
+        result.prompt_tokens,
+        result.completion_tokens,
+    )
+
+
+async def _collect_all(state: ServerState, generations: list[Generation]) -> list[GenerationResult]:
+    try:
+        results = await asyncio.gather(*(collect(g, state.limiter) for g in generations))
+    finally:
+        for generation in generations:
+            generation.cancel()
+    for generation, result in zip(generations, results, strict=True):
+        _observe(state, generation, result)
+    return list(results)
+
+
+def _text(result: GenerationResult) -> str:
+    """The result text without a dangling U+FFFD (a UTF-8 character cut by the token limit), as streamed."""
+    return result.text.rstrip("\ufffd")
+
+
+def chat_messages(req: ChatCompletionRequest) -> list[Message]:
+    messages = []
+    for m in req.messages:
+        role = "system" if m.role == "developer" else m.role
+        messages.append(Message(role, m.text()))  # type: ignore[arg-type]
+    return messages
+
+
+async def chat_completions(
+    state: ServerState, req: ChatCompletionRequest
+) -> dict[str, Any] | AsyncIterator[str]:
+    adapter = resolve_model(state, req.model)
+    params = sampling_params(state, req)
+    prompt_ids = state.served.prompt_ids(chat_messages(req))
+    generations = await start_choices(state, prompt_ids, params, adapter, req.n)
+    rid, created = fmt.new_id("chatcmpl"), fmt.now()
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return _stream(state, generations, rid, created, req.model, include_usage, chat=True, request=req)
+    results = await _collect_all(state, generations)
+    usage = fmt.usage(len(prompt_ids), sum(r.completion_tokens for r in results))
+    body = fmt.chat_completion(rid, req.model, created, [(_text(r), r.finish_reason) for r in results], usage)
+    _capture(state, "chat", req, body)
+    return body
+
+
+async def completions(state: ServerState, req: CompletionRequest) -> dict[str, Any] | AsyncIterator[str]:
+    adapter = resolve_model(state, req.model)
+    params = sampling_params(state, req)
+    prompts = req.prompts()
+    if len(prompts) > 1 and req.stream:
+        raise bad_request("streaming supports a single prompt per request", "prompt")
+    if len(prompts) * req.n > state.options.max_n:
+        raise bad_request(
+            f"prompts x n = {len(prompts) * req.n} exceeds this server's limit of {state.options.max_n}", "n"
+        )
+    all_ids = [state.served.prompt_ids(p) for p in prompts]
+    generations: list[Generation] = []
+    try:
+        for ids in all_ids:
+            generations += await start_choices(state, ids, params, adapter, req.n)
+    except Exception:
+        for generation in generations:
+            generation.cancel()
+        raise
+    rid, created = fmt.new_id("cmpl"), fmt.now()
+    if req.stream:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        return _stream(state, generations, rid, created, req.model, include_usage, chat=False, request=req)
+    results = await _collect_all(state, generations)
+    prompt_tokens = sum(len(ids) for ids in all_ids)
+    usage = fmt.usage(prompt_tokens, sum(r.completion_tokens for r in results))
+    body = fmt.text_completion(rid, req.model, created, [(_text(r), r.finish_reason) for r in results], usage)
+    _capture(state, "completions", req, body)
+    return body
+
+
+async def _stream(
+    state: ServerState,
+    generations: list[Generation],
+    rid: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+    *,
+    chat: bool,
+    request: Any,
+) -> AsyncIterator[str]:
+    """SSE chunks in the OpenAI format; an error after the headers went out becomes an error chunk."""
+    texts = [""] * len(generations)
+    finishes: list[str] = ["length"] * len(generations)
+    completion_tokens = 0
+
+    def chunk(index: int, text: str | None, finish: str | None, first: bool = False) -> str:
+        if not chat:
+            return fmt.sse(fmt.text_chunk(rid, model, created, index, text or "", finish))
+        delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
+        if text:
+            delta["content"] = text
+        return fmt.sse(fmt.chat_chunk(rid, model, created, index, delta, finish))
+
+    try:
+        if chat:
+            for i in range(len(generations)):
+                yield chunk(i, None, None, first=True)
+        async for index, event in merged(generations, state.limiter):
+            if event.delta:
+                texts[index] += event.delta
+                yield chunk(index, event.delta, None)
+            if event.result is not None:
+                finishes[index] = event.result.finish_reason
+                completion_tokens += event.result.completion_tokens
+                _observe(state, generations[index], event.result)
+                yield chunk(index, None, event.result.finish_reason)
+        if include_usage:
+            usage = fmt.usage(len(generations[0].prompt_ids), completion_tokens)
+            yield fmt.sse(
+                fmt.usage_chunk(
+                    rid, model, created, "chat.completion.chunk" if chat else "text_completion", usage
+                )
+            )
+    except Exception as exc:
+        yield fmt.sse(to_api_error(exc).body())
+    else:
+        body = (fmt.chat_completion if chat else fmt.text_completion)(
+            rid,
+            model,
+            created,
+            list(zip(texts, finishes, strict=True)),
+            fmt.usage(len(generations[0].prompt_ids), completion_tokens),
+        )
+        _capture(state, "chat" if chat else "completions", request, body)
+    yield fmt.DONE
+
+
+def _capture(state: ServerState, endpoint: str, request: Any, response: dict[str, Any]) -> None:
+    if state.capture is not None:
+        state.capture.record(endpoint, request.model_dump(exclude_none=True), response)
+
+
+def list_models(state: ServerState) -> dict[str, Any]:
+    ids = state.served.model_ids()
+    if state.options.embedder:
+        ids.append(state.options.embedder)
+    return {"object": "list", "data": [fmt.model_card(i, state.created) for i in ids]}
+
+
+async def embeddings(state: ServerState, req: EmbeddingRequest) -> dict[str, Any]:
+    from anyio import to_thread
+
+    name = state.options.embedder
+    if not name:
+        raise not_found(
+            "this server has no embedding model (start it with --embedder)", "model", "model_not_found"
+        )
+    if req.model.lower() != name.lower():
+        raise not_found(
+            f"the model {req.model!r} is not an embedding model here (use {name!r})",
+            "model",
+            "model_not_found",
+        )
+    texts = req.texts()
+    if len(texts) > 2048:
+        raise bad_request("at most 2048 inputs per request", "input")
+    if any(not t for t in texts):
+        raise bad_request("inputs must be non-empty strings", "input")
+    return await to_thread.run_sync(_embed, state, texts, req.encoding_format, name)
+
+
+def _embed(state: ServerState, texts: list[str], encoding: str, name: str) -> dict[str, Any]:
+    import base64
+
+    embedder = state.embedder()
+    vectors = embedder.encode(texts)
+    tokens = sum(len(ids) for ids in embedder.tokenizer(texts, truncation=True)["input_ids"])
+    data = []
+    for i, vector in enumerate(vectors):
+        value: Any = (
+            base64.b64encode(vector.astype("float32").tobytes()).decode()
+            if encoding == "base64"
+            else vector.tolist()
+        )
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    return {
+        "object": "list",
+        "data": data,
+        "model": name,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

@@ -1,0 +1,68 @@
+"""Prometheus metrics for the server, one registry per app (so two apps in one process, as in
+tests, never share counters). Latency and token histograms are labelled by model and adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lmfoundry.serve.scheduler import Handle
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+TOKEN_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+NO_ADAPTER = "none"
+
+HISTOGRAMS = {
+    "lmf_ttft_seconds": ("time from request arrival to the first generated token", LATENCY_BUCKETS),
+    "lmf_tpot_seconds": ("mean time per output token after the first", LATENCY_BUCKETS),
+    "lmf_e2e_seconds": ("time from request arrival to the last token", LATENCY_BUCKETS),
+    "lmf_queue_seconds": ("time a request waited before its prefill started", LATENCY_BUCKETS),
+    "lmf_prompt_tokens": ("prompt tokens per generation", TOKEN_BUCKETS),
+    "lmf_completion_tokens": ("generated tokens per generation", TOKEN_BUCKETS),
+}
+
+
+class ServerMetrics:
+    def __init__(self, queue_depth: Callable[[], float], active: Callable[[], float]) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.histograms: dict[str, Any] = {
+            name: Histogram(name, doc, ["model", "adapter"], buckets=buckets, registry=self.registry)
+            for name, (doc, buckets) in HISTOGRAMS.items()
+        }
+        self.requests = Counter(
+            "lmf_requests", "HTTP requests answered", ["endpoint", "status"], registry=self.registry
+        )
+        Gauge("lmf_queue_depth", "requests waiting for a batch slot", registry=self.registry).set_function(
+            queue_depth
+        )
+        Gauge("lmf_active_sequences", "sequences being decoded", registry=self.registry).set_function(active)
+
+    def observe_generation(
+        self, model: str, adapter: str | None, handle: Handle, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """Record one finished generation's timings (taken by the scheduler) and token counts."""
+        labels = {"model": model, "adapter": adapter or NO_ADAPTER}
+        h = self.histograms
+        end = handle.finished_at or handle.submitted_at
+        if handle.started_at is not None:
+            h["lmf_queue_seconds"].labels(**labels).observe(handle.started_at - handle.submitted_at)
+        if handle.first_token_at is not None:
+            h["lmf_ttft_seconds"].labels(**labels).observe(handle.first_token_at - handle.submitted_at)
+            if completion_tokens > 1:
+                tpot = (end - handle.first_token_at) / (completion_tokens - 1)
+                h["lmf_tpot_seconds"].labels(**labels).observe(tpot)
+        h["lmf_e2e_seconds"].labels(**labels).observe(end - handle.submitted_at)
+        h["lmf_prompt_tokens"].labels(**labels).observe(prompt_tokens)
+        h["lmf_completion_tokens"].labels(**labels).observe(completion_tokens)
+
+    def count(self, endpoint: str, status: int) -> None:
+        self.requests.labels(endpoint=endpoint, status=str(status)).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,181 @@
+"""ASGI middleware: API-key check, request-size limit and per-endpoint request counting.
+
+Plain ASGI (not FastAPI dependencies) so the key check runs before the body is even read: an
+unauthenticated client gets a 401, never a 400 about its JSON, and a huge body is refused (413)
+before it is buffered.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from lmfoundry.errors import InvalidInputError
+from lmfoundry.serve.errors import APIError
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = frozenset({"/health"})
+
+
+def load_api_keys(keys: Iterable[str] = (), keys_file: str | Path | None = None) -> list[str]:
+    """Keys from the command line plus a file (one per line, `#` comments and blank lines ignored)."""
+    found = [k.strip() for k in keys if k.strip()]
+    if keys_file is not None:
+        path = Path(keys_file)
+        if not path.is_file():
+            raise InvalidInputError(f"API keys file not found: {path}")
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                found.append(line)
+        if not found:
+            raise InvalidInputError(f"API keys file {path} holds no keys")
+    return found
+
+
+async def send_error(send: Send, error: APIError) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class APIKeyMiddleware:
+    """Require `Authorization: Bearer <key>` on every path but /health when keys are configured."""
+
+    def __init__(self, app: ASGIApp, keys: list[str]) -> None:
+        self.app = app
+        self.keys = [k.encode() for k in keys]
+
+    def _allowed(self, scope: Scope) -> bool:
+        header = _header(scope, b"authorization") or ""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        given = token.strip().encode()
+        return any(hmac.compare_digest(given, key) for key in self.keys)  # constant time
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        await send_error(
+            send,
+            APIError(
+                401,
+                "missing or invalid API key: send `Authorization: Bearer <key>`",
+                type="authentication_error",
+                code="invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            ),
+        )
+
+
+class BodyTooLargeError(APIError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than the {limit}-byte limit", code="request_too_large")
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies above `limit` bytes: by Content-Length up front, or while reading chunked bodies."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await send_error(send, BodyTooLargeError(self.limit))
+            return
+        # Read the whole body here (at most `limit` bytes are ever held), then replay it to the app.
+        chunks, seen, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message]), send)
+                return
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            more = message.get("more_body", False)
+            if seen > self.limit:
+                await send_error(send, BodyTooLargeError(self.limit))
+                return
+        await self.app(
+            scope,
+            _replay([{"type": "http.request", "body": b"".join(chunks), "more_body": False}], receive),
+            send,
+        )
+
+
+def _replay(messages: list[dict[str, Any]], then: Receive | None = None) -> Receive:
+    """A `receive` that returns `messages` first, then defers to `then` (disconnect notices)."""
+    pending = list(messages)
+
+    async def receive() -> dict[str, Any]:
+        if pending:
+            return pending.pop(0)
+        if then is not None:
+            return await then()
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+class CountingMiddleware:
+    """Count answered requests by route and status (for /metrics)."""
+
+    def __init__(self, app: ASGIApp, count: Callable[[str, int], None]) -> None:
+        self.app, self.count = app, count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def recording_send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            self.count(endpoint_label(scope["path"]), status)
+
+
+KNOWN_ENDPOINTS = (
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/models",
+    "/v1/adapters",
+    "/v1/files",
+    "/v1/batches",
+    "/metrics",
+    "/health",
+)
+
+
+def endpoint_label(path: str) -> str:
+    """A bounded label set: unknown paths share one label so scanners cannot blow up /metrics."""
+    return next((k for k in KNOWN_ENDPOINTS if path == k or path.startswith(k + "/")), "other")

@@ -1,0 +1,101 @@
+"""Response bodies in the OpenAI wire format (plain dicts), and Server-Sent Events framing."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+DONE = "data: [DONE]\n\n"
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def sse(payload: dict[str, Any]) -> str:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def chat_completion(
+    rid: str, model: str, created: int, choices: list[tuple[str, str]], usage_: dict[str, int]
+) -> dict[str, Any]:
+    """`choices` is [(text, finish_reason)] in index order."""
+    return {
+        "id": rid,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish,
+                "logprobs": None,
+            }
+            for i, (text, finish) in enumerate(choices)
+        ],
+        "usage": usage_,
+    }
+
+
+def chat_chunk(
+    rid: str, model: str, created: int, index: int, delta: dict[str, Any], finish_reason: str | None
+) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+    }
+
+
+def text_completion(
+    rid: str, model: str, created: int, choices: list[tuple[str, str]], usage_: dict[str, int]
+) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {"index": i, "text": text, "finish_reason": finish, "logprobs": None}
+            for i, (text, finish) in enumerate(choices)
+        ],
+        "usage": usage_,
+    }
+
+
+def text_chunk(
+    rid: str, model: str, created: int, index: int, text: str, finish_reason: str | None
+) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": index, "text": text, "finish_reason": finish_reason, "logprobs": None}],
+    }
+
+
+def usage_chunk(rid: str, model: str, created: int, obj: str, usage_: dict[str, int]) -> dict[str, Any]:
+    """The final chunk sent when `stream_options.include_usage` is true: no choices, just usage."""
+    return {"id": rid, "object": obj, "created": created, "model": model, "choices": [], "usage": usage_}
+
+
+def model_card(model_id: str, created: int, owned_by: str = "lmfoundry") -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}

@@ -1,0 +1,209 @@
+"""A served model: a `LoadedModel` for tokenizing, a scheduler that owns the forward passes, and
+the adapter pool. Turns (prompt, sampling params, adapter) into a `Generation`.
+
+Text handling (stop strings, UTF-8 hold-back, finish reasons, token counts) reuses the engine's
+`run_stream`, fed by the scheduler's tokens, so served text is exactly what `lmf generate` prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lmfoundry.errors import InvalidInputError, LmfError
+from lmfoundry.serve.adapters import AdapterPool, attach_lora, detach_lora
+from lmfoundry.serve.scheduler import BatchScheduler, Handle, SequentialScheduler
+
+if TYPE_CHECKING:
+    from lmfoundry.generate.engine import LoadedModel, StreamEvent
+    from lmfoundry.types import Message, SamplingParams
+
+
+@dataclass
+class ServeOptions:
+    """Server-side limits and scheduling knobs (the CLI flags of `lmf serve`)."""
+
+    max_batch: int = 16
+    """Rows decoded together (transformers backend)."""
+    max_queue: int = 64
+    """Requests waiting beyond the running batch before the server answers 429."""
+    max_tokens: int = 2048
+    """Upper bound a request may ask for (max_tokens above it is a 400)."""
+    default_max_tokens: int = 512
+    """Chat completions without max_tokens generate at most this many."""
+    max_n: int = 8
+    """Upper bound on `n` (choices per request)."""
+    timeout_s: float | None = 300.0
+    """Per-request deadline; the request is stopped and answered 504 after it."""
+    max_body_bytes: int = 1_000_000
+    max_adapters: int = 8
+    """LRU cap on adapters loaded at once."""
+    adapter_roots: list[Path] = field(default_factory=list)
+    embedder: str | None = "all-MiniLM-L6-v2"
+    """Sentence-transformers embedder for /v1/embeddings (None disables the endpoint)."""
+
+
+class _HandleBackend:
+    """What `run_stream` sees: the model's tokenizer, with tokens coming from a scheduler handle."""
+
+    def __init__(self, runtime: Any, handle: Handle) -> None:
+        self.runtime, self.handle = runtime, handle
+        self.name = runtime.name
+        self.context_length = runtime.context_length
+        self.eos_ids = runtime.eos_ids
+        self.tokenizer = runtime.tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.runtime.encode(text))
+
+    def decode(self, ids: list[int]) -> str:
+        return str(self.runtime.decode(ids))
+
+    def chat_ids(self, messages: list[Message]) -> list[int]:
+        return list(self.runtime.chat_ids(messages))
+
+    def has_chat_template(self) -> bool:
+        return bool(self.runtime.has_chat_template())
+
+    def token_stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[int]:
+        try:
+            yield from self.handle
+        finally:
+            self.handle.cancel()  # a stop string matched or the consumer left: free the batch row
+
+
+@dataclass
+class Generation:
+    """One running choice. Iterate `events()` once; `handle` has the timings."""
+
+    model: ServedModel
+    prompt_ids: list[int]
+    params: SamplingParams
+    handle: Handle
+    adapter: str | None
+
+    def events(self) -> Iterator[StreamEvent]:
+        from lmfoundry.generate.engine import run_stream
+
+        return run_stream(_HandleBackend(self.model.runtime, self.handle), self.prompt_ids, self.params)  # type: ignore[arg-type]
+
+    def cancel(self) -> None:
+        self.handle.cancel()
+
+
+class ServedModel:
+    def __init__(
+        self,
+        name: str,
+        loaded: LoadedModel,
+        scheduler: BatchScheduler | SequentialScheduler,
+        adapters: AdapterPool | None,
+    ) -> None:
+        self.name = name
+        self.loaded = loaded
+        self.runtime = loaded.runtime
+        self.scheduler = scheduler
+        self.adapters = adapters
+
+    @classmethod
+    def create(
+        cls,
+        loaded: LoadedModel,
+        *,
+        name: str | None = None,
+        options: ServeOptions | None = None,
+        adapters: dict[str, str] | None = None,
+        batching: bool = True,
+    ) -> ServedModel:
+        """Wrap a loaded model: batching scheduler + adapter pool for transformers, sequential otherwise."""
+        from lmfoundry.generate.batched import supports_batching
+
+        options = options or ServeOptions()
+        runtime = loaded.runtime
+        model = getattr(runtime, "model", None)
+        scheduler: BatchScheduler | SequentialScheduler
+        pool: AdapterPool | None = None
+        if batching and loaded.backend == "transformers" and model is not None and supports_batching(model):
+            if hasattr(model, "peft_config"):  # adapters baked into a profile become part of the base
+                model = model.merge_and_unload()
+            batch = BatchScheduler(
+                model, runtime.eos_ids, max_batch=options.max_batch, max_queue=options.max_queue
+            )
+            scheduler = batch
+            pool = AdapterPool(
+                load_fn=lambda n, p: batch.call(
+                    lambda: setattr(batch, "model", attach_lora(batch.model, n, p))
+                ),
+                unload_fn=lambda n: batch.call(lambda: setattr(batch, "model", detach_lora(batch.model, n))),
+                roots=options.adapter_roots,
+                max_loaded=options.max_adapters,
+            )
+        else:
+            if adapters:
+                raise LmfError(
+                    "per-request adapters need the transformers backend (use --backend transformers)"
+                )
+            scheduler = SequentialScheduler(runtime, max_queue=options.max_queue)
+        scheduler.start()
+        served = cls(name or loaded.name, loaded, scheduler, pool)
+        try:
+            for adapter_name, path in (adapters or {}).items():
+                assert pool is not None
+                pool.register(adapter_name, path, trusted=True, load=len(pool.loaded()) < pool.max_loaded)
+        except Exception:
+            served.close()
+            raise
+        return served
+
+    def close(self) -> None:
+        self.scheduler.stop()
+
+    def model_ids(self) -> list[str]:
+        adapters = self.adapters.names() if self.adapters else []
+        return [self.name, *(f"{self.name}:{a}" for a in adapters)]
+
+    def vocab_size(self) -> int:
+        tokenizer = self.runtime.tokenizer
+        if tokenizer is not None:
+            return len(tokenizer)
+        return int(self.runtime.llm.n_vocab())  # type: ignore[attr-defined]  # llama.cpp backend
+
+    def prompt_ids(self, prompt: str | list[Message] | list[int]) -> list[int]:
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], int):
+            ids = [int(t) for t in prompt]  # type: ignore[arg-type]
+            vocab = self.vocab_size()
+            if any(not 0 <= t < vocab for t in ids):
+                raise InvalidInputError(f"prompt token ids must be in [0, {vocab})")
+            return ids
+        if isinstance(prompt, list) and not self.runtime.has_chat_template():
+            raise InvalidInputError(f"model {self.name!r} has no chat template: use /v1/completions")
+        return self.loaded.prompt_ids(prompt)  # type: ignore[arg-type]
+
+    def start(
+        self, prompt_ids: list[int], params: SamplingParams, adapter: str | None, timeout_s: float | None
+    ) -> Generation:
+        """Queue one generation (raises InvalidInputError, QueueFullError, adapter errors)."""
+        if not prompt_ids:
+            raise InvalidInputError("the prompt is empty (it encodes to zero tokens)")
+        context = self.runtime.context_length
+        if len(prompt_ids) >= context:
+            raise InvalidInputError(f"prompt is {len(prompt_ids)} tokens but the context length is {context}")
+        params = params.replace(max_new_tokens=min(params.max_new_tokens, context - len(prompt_ids)))
+        if adapter is not None:
+            if self.adapters is None:
+                raise InvalidInputError(f"model {self.name!r} serves no adapters")
+            self.adapters.acquire(adapter)
+        handle = Handle(prompt_ids, params, adapter, timeout_s)
+        if adapter is not None:
+            pool = self.adapters
+            assert pool is not None
+            handle.on_done(lambda _h: pool.release(adapter))
+        try:
+            self.scheduler.submit(handle)
+        except Exception:
+            if adapter is not None and self.adapters is not None:
+                self.adapters.release(adapter)
+            raise
+        return Generation(self, prompt_ids, params, handle, adapter)
