@@ -77,6 +77,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="all-MiniLM-L6-v2",
         help="sentence-transformers model for /v1/embeddings ('none' disables it)",
     )
+    group = p.add_argument_group("batch jobs (/v1/files, /v1/batches)")
+    group.add_argument(
+        "--batch-dir",
+        help="where uploaded files, batch state and results live; unfinished batches resume from here "
+        "after a restart (default: $LMF_HOME/serve/batches; 'none' disables batch jobs)",
+    )
+    group.add_argument(
+        "--max-file-bytes", type=int, default=64_000_000, help="size limit of a /v1/files upload"
+    )
     group = p.add_argument_group("capture")
     group.add_argument("--capture", metavar="DB", help="log requests and responses to this SQLite file")
     group.add_argument(
@@ -130,6 +139,7 @@ def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         (args.max_n >= 1, "--max-n must be >= 1"),
         (args.timeout >= 0, "--timeout must be >= 0"),
         (args.max_body_bytes >= 1024, "--max-body-bytes must be >= 1024"),
+        (args.max_file_bytes >= 1024, "--max-file-bytes must be >= 1024"),
         (1 <= args.port <= 65535, "--port must be in 1..65535"),
     ]
     for ok, message in checks:
@@ -146,6 +156,7 @@ def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         max_n=args.max_n,
         timeout_s=args.timeout or None,
         max_body_bytes=args.max_body_bytes,
+        max_file_bytes=args.max_file_bytes,
         max_adapters=args.max_adapters,
         adapter_roots=[Path(r) for r in args.adapter_root],
         embedder=None if args.embedder.lower() == "none" else args.embedder,
@@ -178,11 +189,21 @@ def _serve(args: argparse.Namespace) -> int:
             options=options,
             adapters=adapters,
         )
-    app = create_app(served, options, api_keys=keys, capture=capture, close_on_shutdown=True)
+    app = create_app(
+        served, options, api_keys=keys, capture=capture, close_on_shutdown=True, batch_dir=_batch_dir(args)
+    )
     auth = f"{len(keys)} API key(s)" if keys else "no API key (open)"
     console.print(f"serving {', '.join(served.model_ids())} on http://{args.host}:{args.port}/v1 ({auth})")
     serve_forever(app, args.host, args.port)
     return 0
+
+
+def _batch_dir(args: argparse.Namespace) -> Path | None:
+    from lmfoundry.paths import lmf_home
+
+    if args.batch_dir is None:
+        return lmf_home() / "serve" / "batches"
+    return None if args.batch_dir.lower() == "none" else Path(args.batch_dir)
 
 
 def _capture(args: argparse.Namespace):  # type: ignore[no-untyped-def]

@@ -105,7 +105,6 @@ def run_stream(backend: Backend, prompt_ids: list[int], params: SamplingParams) 
         if close:
             close()
     end = time.perf_counter()
-    text = text.rstrip("\ufffd")  # an incomplete UTF-8 sequence cut by max_new_tokens
     result = GenerationResult(
         text=text,
         prompt_tokens=len(prompt_ids),

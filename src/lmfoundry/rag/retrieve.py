@@ -99,12 +99,17 @@ def bm25_search(index: RagIndex, query: str, k: int, where: SearchFilter | None 
     tokens = bm25_tokens(query)
     if not chunks or not tokens:
         return []
-    scores = retriever.get_scores(tokens)
-    ranked = sorted(range(len(chunks)), key=lambda i: (-float(scores[i]), chunks[i].chunk_id))
-    hits = [Hit(chunks[i], float(scores[i])) for i in ranked if scores[i] > 0]
+    import numpy as np
+
+    scores = np.asarray(retriever.get_scores(tokens), dtype=np.float64)
+    candidates = np.flatnonzero(scores > 0)
     if where is not None:
-        hits = [h for h in hits if where.matches(h.chunk)]
-    return hits[:k]
+        candidates = np.array([i for i in candidates if where.matches(chunks[i])], dtype=np.int64)
+    if len(candidates) > k:  # keep everything scoring at least the k-th best (ties stay exact)
+        kth = np.partition(scores[candidates], len(candidates) - k)[len(candidates) - k]
+        candidates = candidates[scores[candidates] >= kth]
+    ranked = sorted(candidates.tolist(), key=lambda i: (-float(scores[i]), chunks[i].chunk_id))
+    return [Hit(chunks[i], float(scores[i])) for i in ranked[:k]]
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[tuple[str, float]]:

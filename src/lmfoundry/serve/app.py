@@ -19,8 +19,11 @@ from lmfoundry.serve.middleware import APIKeyMiddleware, BodyLimitMiddleware, Co
 from lmfoundry.serve.service import ServeOptions
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from fastapi import FastAPI
 
+    from lmfoundry.serve.batches import BatchService
     from lmfoundry.serve.service import ServedModel
 
 log = logging.getLogger("lmfoundry.serve")
@@ -33,8 +36,12 @@ def create_app(
     api_keys: list[str] | None = None,
     capture: Any = None,
     close_on_shutdown: bool = False,
+    batch_dir: "str | Path | None" = None,
 ) -> "FastAPI":
-    """Build the app around a served model. `close_on_shutdown` stops its scheduler with the app."""
+    """Build the app around a served model. `close_on_shutdown` stops its scheduler with the app.
+
+    With `batch_dir`, `/v1/files` and `/v1/batches` are served and a background worker runs batch
+    jobs while the app runs (resuming unfinished ones found in that directory)."""
     from contextlib import asynccontextmanager
 
     from anyio import CapacityLimiter
@@ -47,10 +54,15 @@ def create_app(
     metrics = ServerMetrics(queue_depth=lambda: len(scheduler.waiting), active=lambda: scheduler.active())
     limiter = CapacityLimiter(options.max_batch * options.max_n + options.max_queue + 16)
     state = handlers.ServerState(served, options, metrics, limiter, capture=capture)
+    batches = _batch_service(batch_dir, state)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> Any:
+        if batches is not None:
+            batches.start()
         yield
+        if batches is not None:
+            await batches.stop()  # before the scheduler stops, so no request fails on the way out
         if close_on_shutdown:
             served.close()
 
@@ -61,13 +73,27 @@ def create_app(
         description="Chat and text completions, embeddings, per-request LoRA adapters, Prometheus metrics.",
     )
     app.state.lmf = state
+    app.state.lmf_batches = batches
     _install_error_handlers(app)
     _add_openai_routes(app, state)
     _add_admin_routes(app, state)
-    app.add_middleware(BodyLimitMiddleware, limit=options.max_body_bytes)
+    _add_batch_routes(app, batches)
+    app.add_middleware(
+        BodyLimitMiddleware, limit=options.max_body_bytes, path_limits={"/v1/files": options.max_file_bytes}
+    )
     app.add_middleware(APIKeyMiddleware, keys=list(api_keys or []))
     app.add_middleware(CountingMiddleware, count=metrics.count)
     return app
+
+
+def _batch_service(batch_dir: "str | Path | None", state: handlers.ServerState) -> "BatchService | None":
+    if batch_dir is None:
+        return None
+    from lmfoundry.plugins import require
+    from lmfoundry.serve.batches import BatchService
+
+    require("python_multipart", extra="serve", package="python-multipart")  # file uploads
+    return BatchService(batch_dir, state)
 
 
 def _json(error: APIError) -> Any:
@@ -199,3 +225,73 @@ def _add_admin_routes(app: "FastAPI", state: handlers.ServerState) -> None:
         except Exception as exc:
             raise handlers.to_api_error(exc, busy_status=409) from exc
         return {"name": name, "deleted": True}
+
+
+def _add_batch_routes(app: "FastAPI", service: "BatchService | None") -> None:
+    """`/v1/files` and `/v1/batches` (OpenAI batch API); a clear 404 when batches are disabled."""
+    from typing import Annotated, Literal
+
+    from fastapi import File, Form, Query, UploadFile
+    from fastapi.responses import Response
+
+    from lmfoundry.serve.schema import BatchCreateRequest
+
+    if service is None:
+
+        async def disabled(rest: str) -> Any:
+            raise not_found("batch jobs are disabled on this server (start it with --batch-dir DIR)")
+
+        for prefix in ("/v1/files", "/v1/batches"):
+            app.add_api_route(
+                prefix + "{rest:path}", disabled, methods=["GET", "POST", "DELETE"], include_in_schema=False
+            )
+        return
+    files, batches = service.files, service.batches
+
+    @app.post("/v1/files")
+    async def upload_file(
+        file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]
+    ) -> dict[str, Any]:
+        content = await file.read()
+        return files.upload(file.filename or "upload.jsonl", purpose, content)
+
+    @app.get("/v1/files")
+    async def list_files(
+        purpose: str | None = None,
+        limit: int = Query(10000, ge=1, le=10000),
+        after: str | None = None,
+        order: Literal["asc", "desc"] = "desc",
+    ) -> dict[str, Any]:
+        return files.list_all(purpose, limit, after, order)
+
+    @app.get("/v1/files/{file_id}")
+    async def get_file(file_id: str) -> dict[str, Any]:
+        return files.get(file_id)
+
+    @app.get("/v1/files/{file_id}/content", response_class=Response)
+    async def file_content(file_id: str) -> Any:
+        return Response(files.content(file_id), media_type="application/octet-stream")
+
+    @app.delete("/v1/files/{file_id}")
+    async def delete_file(file_id: str) -> dict[str, Any]:
+        return files.delete(file_id)
+
+    @app.post("/v1/batches")
+    async def create_batch(body: BatchCreateRequest) -> dict[str, Any]:
+        batch = batches.create(body.input_file_id, body.endpoint, body.completion_window, body.metadata)
+        service.worker.wake()
+        return batch
+
+    @app.get("/v1/batches")
+    async def list_batches(limit: int = Query(20, ge=1, le=100), after: str | None = None) -> dict[str, Any]:
+        return batches.list_all(limit, after)
+
+    @app.get("/v1/batches/{batch_id}")
+    async def get_batch(batch_id: str) -> dict[str, Any]:
+        return batches.get(batch_id)
+
+    @app.post("/v1/batches/{batch_id}/cancel")
+    async def cancel_batch(batch_id: str) -> dict[str, Any]:
+        batch = batches.cancel(batch_id)
+        service.worker.wake()
+        return batch

@@ -47,12 +47,12 @@ class UnknownExchangeError(LmfError):
     """No captured exchange has that id (404)."""
 
 
-def migrate(db: sqlite3.Connection) -> list[str]:
-    """Apply the migrations this database lacks, in order; return their names."""
+def migrate(db: sqlite3.Connection, migrations: list[tuple[str, str]] | None = None) -> list[str]:
+    """Apply the migrations (default: the capture schema's) this database lacks, in order."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")
     done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
     applied = []
-    for name, sql in MIGRATIONS:
+    for name, sql in MIGRATIONS if migrations is None else migrations:
         if name in done:
             continue
         with db:

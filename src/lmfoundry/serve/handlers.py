@@ -21,7 +21,9 @@ from lmfoundry.serve.adapters import (
     UnknownAdapterError,
     validate_name,
 )
+from lmfoundry.serve.batches import BatchStateError, UnknownBatchError
 from lmfoundry.serve.errors import APIError, bad_request, internal, not_found, rate_limited, timeout
+from lmfoundry.serve.files import UnknownFileError
 from lmfoundry.serve.scheduler import QueueFullError, RequestTimeoutError
 from lmfoundry.serve.streaming import collect, merged
 from lmfoundry.types import Message, SamplingParams
@@ -67,6 +69,10 @@ def to_api_error(exc: BaseException, *, busy_status: int = 429) -> APIError:
         return not_found(str(exc), "model", "model_not_found")
     if isinstance(exc, AdapterForbiddenError):
         return APIError(403, str(exc), type="permission_error", param="path", code="forbidden_path")
+    if isinstance(exc, UnknownFileError | UnknownBatchError):
+        return not_found(str(exc))
+    if isinstance(exc, BatchStateError):
+        return APIError(409, str(exc), code="invalid_batch_state")
     if isinstance(exc, AdapterBusyError):
         if busy_status == 429:
             return rate_limited(str(exc), 1)

@@ -92,18 +92,22 @@ class BodyTooLargeError(APIError):
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies above `limit` bytes: by Content-Length up front, or while reading chunked bodies."""
+    """Refuse bodies above `limit` bytes: by Content-Length up front, or while reading chunked bodies.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    `path_limits` gives exact paths their own limit (file uploads are larger than requests)."""
+
+    def __init__(self, app: ASGIApp, limit: int, path_limits: dict[str, int] | None = None) -> None:
+        self.app, self.default_limit = app, limit
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope["path"], self.default_limit)
         declared = _header(scope, b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await send_error(send, BodyTooLargeError(self.limit))
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await send_error(send, BodyTooLargeError(limit))
             return
         # Read the whole body here (at most `limit` bytes are ever held), then replay it to the app.
         chunks, seen, more = [], 0, True
@@ -115,8 +119,8 @@ class BodyLimitMiddleware:
             chunks.append(message.get("body", b""))
             seen += len(chunks[-1])
             more = message.get("more_body", False)
-            if seen > self.limit:
-                await send_error(send, BodyTooLargeError(self.limit))
+            if seen > limit:
+                await send_error(send, BodyTooLargeError(limit))
                 return
         await self.app(
             scope,

@@ -135,6 +135,11 @@ class _Loop:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def stopping(self) -> bool:
+        """True once `stop()` was called: new work is refused and running work is failed."""
+        return self._stopped
+
     def submit(self, handle: Handle) -> Handle:
         handle.on_done(self._count)
         with self._wake:

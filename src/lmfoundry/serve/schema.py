@@ -210,3 +210,12 @@ class FeedbackRequest(_Strict):
     id: str = Field(min_length=1, max_length=100)
     index: int = Field(default=0, ge=0)
     rating: float = Field(ge=-1e6, le=1e6)
+
+
+class BatchCreateRequest(_Strict):
+    """`POST /v1/batches`: run every request line of an uploaded file in the background."""
+
+    input_file_id: str = Field(min_length=1, max_length=200)
+    endpoint: Literal["/v1/chat/completions", "/v1/completions"]
+    completion_window: Literal["24h"]
+    metadata: dict[str, str] | None = Field(default=None, max_length=16)

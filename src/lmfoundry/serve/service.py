@@ -38,6 +38,8 @@ class ServeOptions:
     timeout_s: float | None = 300.0
     """Per-request deadline; the request is stopped and answered 504 after it."""
     max_body_bytes: int = 1_000_000
+    max_file_bytes: int = 64_000_000
+    """Size limit of a `/v1/files` upload (batch input files are larger than requests)."""
     max_adapters: int = 8
     """LRU cap on adapters loaded at once."""
     adapter_roots: list[Path] = field(default_factory=list)

@@ -96,3 +96,20 @@ def corpus_dir(tmp_path: Path) -> Path:
     )
     (root / "sub" / "banks.txt").write_text("A bank keeps money safe and lends it out.\n", encoding="utf-8")
     return root
+
+
+@pytest.fixture(scope="session")
+def pyref_home(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Path:
+    """An LMF_HOME whose store `pyref` holds the whole built-in Python reference, indexed once
+    per session (the slow part of the quality tests) and shared by them read-only."""
+    import time
+
+    from lmfoundry.rag import index_paths
+
+    home = tmp_path_factory.mktemp("pyref_home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LMF_HOME", str(home))
+        started = time.perf_counter()
+        report = index_paths(["builtin:python-reference"], "pyref", progress=False)
+        print(f"indexed {report.chunks_written} chunks in {time.perf_counter() - started:.1f}s")
+    return home
