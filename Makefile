@@ -44,8 +44,7 @@ llama-wheel:
 install: $(STAMP)
 
 demo: install
-	$(VENV)/bin/lmf models pull smollm2-135m-instruct
-	$(VENV)/bin/lmf generate smollm2-135m-instruct "What is the capital of France?" --temperature 0
+	$(VENV)/bin/lmf pipeline run configs/pipelines/quickstart.yaml
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

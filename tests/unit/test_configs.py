@@ -37,7 +37,14 @@ def _finetune(path: Path) -> Any:
     return load_finetune_config(path)
 
 
+def _pipeline(path: Path) -> Any:
+    from lmfoundry.pipeline.spec import load_pipeline
+
+    return load_pipeline(path)
+
+
 LOADERS: dict[str, Callable[[Path], Any]] = {
+    "pipelines": _pipeline,
     "profiles": _profile,
     "gates": _gates,
     "lmeval": _lmeval,

@@ -1,0 +1,126 @@
+"""`lmf registry list | show | promote | rollback`: registered models, versions and the champion alias."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lmfoundry.cli.common import add_json_flag, print_json
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "registry",
+        help="registered models: versions, the champion alias, promote and rollback",
+        description=(
+            "The model registry (MLflow; sqlite under $LMF_HOME/mlflow unless LMF_TRACKING_URI "
+            "names a tracking server). A version points at a base model and an adapter directory; "
+            "the `champion` alias marks the one in production. With --server, promote and rollback "
+            "also hot-load the new champion's adapter into a running `lmf serve` (or vLLM) under "
+            "the alias name, so clients of MODEL:champion get it at once."
+        ),
+    )
+    commands = parser.add_subparsers(dest="registry_command", metavar="SUBCOMMAND", required=True)
+
+    ls = commands.add_parser("list", help="registered models with their latest version and aliases")
+    add_json_flag(ls)
+    ls.set_defaults(handler=_list)
+
+    show = commands.add_parser("show", help="a model's versions, pointers, aliases and alias history")
+    show.add_argument("name")
+    add_json_flag(show)
+    show.set_defaults(handler=_show)
+
+    promote = commands.add_parser("promote", help="point an alias (default champion) at a version")
+    promote.add_argument("name")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--alias", default="champion", help="alias to move (default champion)")
+    _add_server_options(promote)
+    promote.set_defaults(handler=_promote)
+
+    rollback = commands.add_parser("rollback", help="move the alias back to the version that held it before")
+    rollback.add_argument("name")
+    rollback.add_argument("--alias", default="champion", help="alias to move back (default champion)")
+    _add_server_options(rollback)
+    rollback.set_defaults(handler=_rollback)
+
+
+def _add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", metavar="URL", help="also load the new holder's adapter into this server")
+    parser.add_argument(
+        "--server-kind", default="lmf", choices=["lmf", "vllm"], help="API of --server (default lmf)"
+    )
+    parser.add_argument("--api-key", help="bearer key for --server")
+    add_json_flag(parser)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from lmfoundry.track.registry import list_models
+
+    rows = list_models()
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print("no registered models (a pipeline's register stage adds them)")
+    for row in rows:
+        aliases = ", ".join(f"{k}=v{v}" for k, v in sorted(row["aliases"].items())) or "-"
+        print(f"{row['name']:<30} versions {row['versions']:<4} latest v{row['latest']}  aliases: {aliases}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from lmfoundry.track.registry import show
+
+    info = show(args.name)
+    if args.json:
+        print_json(info)
+        return 0
+    print(f"{info['name']}: aliases {info['aliases'] or '-'}")
+    for v in info["versions"]:
+        aliases = f" [{', '.join(v['aliases'])}]" if v["aliases"] else ""
+        print(
+            f"  v{v['version']}{aliases}  base {v['base']}  adapter {v['adapter'] or '-'}  run {v['run_id'] or '-'}"
+        )
+    for alias, versions in info["alias_history"].items():
+        print(f"  {alias} history: {' -> '.join(f'v{x}' for x in versions)}")
+    return 0
+
+
+def _sync(args: argparse.Namespace, name: str, alias: str) -> str:
+    if not args.server:
+        return ""
+    from lmfoundry.pipeline.server import http_client, load_adapter
+    from lmfoundry.track.registry import resolve
+
+    version, pointer = resolve(name, alias)
+    if not pointer.adapter:
+        return f"; v{version} has no adapter, server left as it is"
+    with http_client(args.server, args.api_key, timeout=120.0) as client:
+        load_adapter(client, alias, pointer.adapter, args.server_kind)
+    return f"; {args.server} now serves it as {alias}"
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from lmfoundry.track.registry import promote
+
+    moved = promote(args.name, args.version, args.alias)
+    note = _sync(args, args.name, args.alias)
+    if args.json:
+        print_json({**moved, "server": args.server})
+    else:
+        was = f" (was v{moved['previous']})" if moved["previous"] is not None else ""
+        print(f"{args.name}: {args.alias} -> v{moved['version']}{was}{note}")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from lmfoundry.track.registry import rollback
+
+    moved = rollback(args.name, args.alias)
+    note = _sync(args, args.name, args.alias)
+    if args.json:
+        print_json({**moved, "server": args.server})
+    else:
+        print(f"{args.name}: {args.alias} rolled back v{moved['previous']} -> v{moved['version']}{note}")
+    return 0
