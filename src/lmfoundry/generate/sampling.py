@@ -50,6 +50,7 @@ def filter_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
     cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
     remove_sorted = cumulative - torch.softmax(sorted_logits, dim=-1) >= p  # mass before this token
+    remove_sorted[..., 0] = False  # the most likely token always survives, however small p is
     remove = remove_sorted.scatter(-1, order, remove_sorted)
     return logits.masked_fill(remove, float("-inf"))
 

@@ -35,6 +35,12 @@ if TYPE_CHECKING:
     from lmfoundry.serve.service import Generation, ServedModel, ServeOptions
 
 
+GREEDY_BELOW = 1e-5
+"""Temperatures below this decode greedily (as vLLM does)."""
+MIN_TOP_P = 1e-6
+"""Smaller top_p values keep only the most likely token anyway; they are raised to this."""
+
+
 @dataclass
 class ServerState:
     served: ServedModel
@@ -106,16 +112,23 @@ def resolve_model(state: ServerState, model: str) -> str | None:
 
 def sampling_params(state: ServerState, req: ChatCompletionRequest | CompletionRequest) -> SamplingParams:
     options = state.options
-    limit = req.token_limit() or options.default_max_tokens
+    limit = req.token_limit()
+    if limit is None:
+        limit = options.default_max_tokens
     if limit > options.max_tokens:
         raise bad_request(
             f"max_tokens={limit} exceeds this server's limit of {options.max_tokens}", "max_tokens"
         )
     if req.n > options.max_n:
         raise bad_request(f"n={req.n} exceeds this server's limit of {options.max_n}", "n")
+    temperature = req.temperature
+    if temperature is not None and temperature < GREEDY_BELOW:
+        temperature = 0.0  # dividing logits by a denormal temperature overflows: it means greedy anyway
+    # top_p below float32's range becomes 0 inside the sampler, which would mask every token
+    top_p = max(req.top_p, MIN_TOP_P) if req.top_p is not None else None
     overrides = {
-        "temperature": req.temperature,
-        "top_p": req.top_p,
+        "temperature": temperature,
+        "top_p": top_p,
         "top_k": req.top_k,
         "min_p": req.min_p,
         "repetition_penalty": req.repetition_penalty,
@@ -229,9 +242,52 @@ async def completions(state: ServerState, req: CompletionRequest) -> dict[str, A
     results = await _collect_all(state, generations)
     prompt_tokens = sum(len(ids) for ids in all_ids)
     usage = fmt.usage(prompt_tokens, sum(r.completion_tokens for r in results))
-    body = fmt.text_completion(rid, req.model, created, [(_text(r), r.finish_reason) for r in results], usage)
+    texts, logprobs = [_text(r) for r in results], None
+    if req.echo or req.logprobs is not None:
+        from anyio import to_thread
+
+        texts, logprobs = await to_thread.run_sync(
+            _echo_and_logprobs, state, req, prompts, all_ids, results, generations
+        )
+    choices = [(text, r.finish_reason) for text, r in zip(texts, results, strict=True)]
+    body = fmt.text_completion(rid, req.model, created, choices, usage, logprobs)
     _capture(state, "completions", req, body)
     return body
+
+
+def _echo_and_logprobs(
+    state: ServerState,
+    req: CompletionRequest,
+    prompts: list[str] | list[list[int]],
+    all_ids: list[list[int]],
+    results: list[GenerationResult],
+    generations: list[Generation],
+) -> tuple[list[str], list[dict[str, Any] | None] | None]:
+    """Choice texts with the prompt echoed, and their OpenAI `logprobs` objects (blocking)."""
+    from lmfoundry.serve.logprobs import kept_tokens, logprobs_object, score
+
+    decode = state.served.runtime.decode
+    tokenizer = state.served.runtime.tokenizer
+    raw = tokenizer.decode if tokenizer is not None else decode  # keeps special tokens visible
+    texts: list[str] = []
+    objects: list[dict[str, Any] | None] = []
+    for i, result in enumerate(results):
+        prompt, prompt_ids = prompts[i // req.n], all_ids[i // req.n]
+        prompt_text = prompt if isinstance(prompt, str) else raw(prompt_ids)
+        text = _text(result)
+        texts.append(prompt_text + text if req.echo else text)
+        if req.logprobs is None:
+            continue
+        generated = list(result.token_ids)
+        if result.completion_tokens > len(generated):  # it ended with EOS: list it, as OpenAI does
+            generated.append(generations[i].handle.generated[len(generated)])
+        elif result.finish_reason == "stop":  # a stop string cut the text: drop the tokens after it
+            generated = kept_tokens(decode, generated, text)
+        ids = [*prompt_ids, *generated]
+        scores = score(state.served, ids, generations[i].adapter, req.logprobs)
+        first = 0 if req.echo else len(prompt_ids)
+        objects.append(logprobs_object(raw, ids, scores, first, "" if req.echo else prompt_text))
+    return texts, objects if req.logprobs is not None else None
 
 
 async def _stream(
@@ -247,6 +303,7 @@ async def _stream(
 ) -> AsyncIterator[str]:
     """SSE chunks in the OpenAI format; an error after the headers went out becomes an error chunk."""
     texts = [""] * len(generations)
+    pending = [""] * len(generations)
     finishes: list[str] = ["length"] * len(generations)
     completion_tokens = 0
 
@@ -263,9 +320,14 @@ async def _stream(
             for i in range(len(generations)):
                 yield chunk(i, None, None, first=True)
         async for index, event in merged(generations, state.limiter):
-            if event.delta:
-                texts[index] += event.delta
-                yield chunk(index, event.delta, None)
+            # Hold back trailing U+FFFD (bytes of a UTF-8 character not complete yet): the final
+            # text drops a cut character, so the stream must never have sent it.
+            held = pending[index] + event.delta
+            ready = held.rstrip("\ufffd")
+            pending[index] = held[len(ready) :]
+            if ready:
+                texts[index] += ready
+                yield chunk(index, ready, None)
             if event.result is not None:
                 finishes[index] = event.result.finish_reason
                 completion_tokens += event.result.completion_tokens

@@ -65,15 +65,21 @@ def chat_chunk(
 
 
 def text_completion(
-    rid: str, model: str, created: int, choices: list[tuple[str, str]], usage_: dict[str, int]
+    rid: str,
+    model: str,
+    created: int,
+    choices: list[tuple[str, str]],
+    usage_: dict[str, int],
+    logprobs: list[dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
+    """`logprobs`, when given, holds each choice's legacy logprobs object (tokens, token_logprobs, ...)."""
     return {
         "id": rid,
         "object": "text_completion",
         "created": created,
         "model": model,
         "choices": [
-            {"index": i, "text": text, "finish_reason": finish, "logprobs": None}
+            {"index": i, "text": text, "finish_reason": finish, "logprobs": logprobs[i] if logprobs else None}
             for i, (text, finish) in enumerate(choices)
         ],
         "usage": usage_,

@@ -257,13 +257,23 @@ class BatchScheduler(_Loop):
             return
         logits = self.decoder.step()
         finished: set[Handle] = set()
+        failed: dict[Handle, Exception] = {}
         for row, row_logits in zip(self.decoder.rows, logits, strict=True):
             handle: Handle = row.key
-            token = self._sample(handle, row_logits)
+            try:
+                token = self._sample(handle, row_logits)
+            except Exception as exc:  # this request's sampling failed: fail it alone
+                failed[handle] = exc
+                continue
             row.next_token = token
             if self._emit(handle, token):
                 finished.add(handle)
         self._leave(finished)
+        if failed:
+            self.decoder.remove(set(failed))
+            for handle, error in failed.items():
+                self._generators.pop(handle, None)
+                handle.finish(error)
 
     def _admit(self) -> None:
         """Prefill new arrivals one at a time (exact, unpadded) and merge them into the batch."""
@@ -278,10 +288,11 @@ class BatchScheduler(_Loop):
                 continue
             try:
                 logits, kv = self.decoder.prefill(handle.prompt_ids, handle.adapter)
-            except Exception as exc:
+                token = self._sample(handle, logits)
+            except Exception as exc:  # not in the batch yet: fail_active would not see it
+                self._generators.pop(handle, None)
                 handle.finish(exc)
                 continue
-            token = self._sample(handle, logits)
             if self._emit(handle, token):
                 self._leave({handle}, in_batch=False)
             else:

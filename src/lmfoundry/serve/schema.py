@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_STOP_SEQUENCES = 4
+MAX_LOGPROBS = 5
 
 
 class _Strict(BaseModel):
@@ -65,7 +66,7 @@ class _Sampling(_Strict):
     seed: int | None = None
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, lt=1.0)
-    repetition_penalty: float | None = Field(default=None, gt=0.0)
+    repetition_penalty: float | None = Field(default=None, ge=0.01, le=100.0)
     # Accepted and ignored at their neutral values:
     user: str | None = None
     presence_penalty: float | None = None
@@ -151,21 +152,36 @@ class ChatCompletionRequest(_Sampling):
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: int | None = Field(default=16, ge=1)
+    max_tokens: int | None = Field(default=16, ge=0)
+    """0 (with echo) scores the prompt without generating."""
     echo: bool = False
+    """Return the prompt before the completion (with its token logprobs when `logprobs` is set)."""
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_LOGPROBS)  # type: ignore[assignment]
+    """Return token log-probabilities with this many most likely alternatives per position."""
     suffix: str | None = None
     best_of: int | None = None
 
+    @field_validator("logprobs", mode="before")
+    @classmethod
+    def _check_logprobs(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # the chat API's boolean, not the completions API's count
+            raise ValueError("logprobs is a count of alternatives (0-5) for /v1/completions")
+        return value
+
     @model_validator(mode="after")
     def _check_unsupported(self) -> CompletionRequest:
-        if self.echo:
-            raise ValueError("echo=true is not supported by this server")
+        if self.max_tokens == 0 and not self.echo:
+            raise ValueError("max_tokens=0 only makes sense with echo=true (scoring the prompt)")
+        if self.stream and (self.echo or self.logprobs is not None):
+            raise ValueError("echo and logprobs are not supported with stream=true")
         if self.suffix:
             raise ValueError("suffix is not supported by this server")
         if self.best_of not in (None, self.n):
             raise ValueError("best_of must equal n (no server-side ranking)")
         if isinstance(self.prompt, list) and not self.prompt:
             raise ValueError("prompt must not be an empty list")
+        if isinstance(self.prompt, list) and any(isinstance(p, list) and not p for p in self.prompt):
+            raise ValueError("token-id prompts must not be empty lists")
         return self
 
     def prompts(self) -> list[str] | list[list[int]]:

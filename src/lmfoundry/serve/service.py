@@ -173,7 +173,9 @@ class ServedModel:
         return int(self.runtime.llm.n_vocab())  # type: ignore[attr-defined]  # llama.cpp backend
 
     def prompt_ids(self, prompt: str | list[Message] | list[int]) -> list[int]:
-        if isinstance(prompt, list) and prompt and isinstance(prompt[0], int):
+        if isinstance(prompt, list) and not prompt:
+            raise InvalidInputError("the prompt is empty (an empty token list or conversation)")
+        if isinstance(prompt, list) and isinstance(prompt[0], int):
             ids = [int(t) for t in prompt]  # type: ignore[arg-type]
             vocab = self.vocab_size()
             if any(not 0 <= t < vocab for t in ids):

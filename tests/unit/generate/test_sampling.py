@@ -71,3 +71,9 @@ def test_greedy_picks_argmax_and_seeded_sampling_repeats() -> None:
 def test_invalid_sampling_values_are_rejected(kwargs: dict) -> None:
     with pytest.raises(InvalidInputError):
         SamplingParams(**kwargs)
+
+
+def test_top_p_always_keeps_the_most_likely_token() -> None:
+    logits = torch.tensor([0.5, 2.0, 1.0])
+    kept = sampling.filter_top_p(logits, 1e-9)
+    assert [math.isfinite(v) for v in kept.tolist()] == [False, True, False]

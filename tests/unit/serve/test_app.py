@@ -212,7 +212,7 @@ BAD_COMPLETIONS = [
     {"model": NAME, "prompt": []},
     {"model": NAME, "prompt": [1.5]},
     {"model": NAME, "prompt": [999_999]},
-    {"model": NAME, "prompt": "a", "echo": True},
+    {"model": NAME, "prompt": "a", "logprobs": 9},
     {"model": NAME, "prompt": "a", "best_of": 3},
     {"model": NAME, "prompt": ["a", "b"], "stream": True},
     {"model": NAME, "prompt": ["a", "b", "c"], "n": 2},

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from lmfoundry.cli.main import main
-from lmfoundry.cli.serve import _parse_adapters, _served_name
+from lmfoundry.cli.serve import _batch_dir, _parse_adapters, _served_name
 
 
 @pytest.mark.parametrize(
@@ -21,6 +21,7 @@ from lmfoundry.cli.serve import _parse_adapters, _served_name
         (["--adapter-root", "/definitely/not/here"], "not a directory"),
         (["--api-keys-file", "/definitely/not/here"], "not found"),
         (["--timeout", "-1"], "--timeout"),
+        (["--max-file-bytes", "10"], "--max-file-bytes"),
     ],
 )
 def test_bad_serve_flags_fail_cleanly(
@@ -47,3 +48,11 @@ def test_help_mentions_both_forms(capsys: Any) -> None:
         main(["serve", "--help"])
     out = capsys.readouterr().out
     assert "lmf serve stats" in out and "--adapter-root" in out
+
+
+def test_batch_dir_default_and_disable(lmf_home: Path) -> None:
+    from argparse import Namespace
+
+    assert _batch_dir(Namespace(batch_dir=None)) == lmf_home / "serve" / "batches"
+    assert _batch_dir(Namespace(batch_dir="none")) is None
+    assert _batch_dir(Namespace(batch_dir="/srv/b")) == Path("/srv/b")

@@ -1,0 +1,88 @@
+"""Token log-probabilities for `/v1/completions` with `echo` and `logprobs` (the legacy OpenAI
+`logprobs` object: `tokens`, `token_logprobs`, `top_logprobs`, `text_offset`).
+
+Why: evaluation harnesses (lm-evaluation-harness's `local-completions`) score multiple-choice and
+perplexity tasks by sending context + continuation with `echo=true, logprobs=1, max_tokens=1` and
+summing the echoed prompt tokens' log-probabilities.
+
+The values are the model's own log-softmax (before temperature and truncation), from one
+teacher-forced forward pass over prompt + generated tokens, run on the scheduler thread between
+decode steps (the model is never used by two threads at once). Transformers backend only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lmfoundry.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from lmfoundry.serve.service import ServedModel
+
+
+@dataclass
+class Scores:
+    """Per position i: log P(token_i | tokens before i) and the top alternatives there (None at 0)."""
+
+    token_logprobs: list[float | None]
+    top: list[dict[int, float] | None]
+
+
+def score(served: ServedModel, ids: list[int], adapter: str | None, top_n: int) -> Scores:
+    """Teacher-forced log-probabilities of `ids` (blocking: call it from a worker thread)."""
+    from lmfoundry.serve.scheduler import BatchScheduler
+
+    scheduler = served.scheduler
+    if not isinstance(scheduler, BatchScheduler):
+        raise InvalidInputError("echo with logprobs needs the transformers backend (--backend transformers)")
+    return scheduler.call(lambda: _forward(scheduler.model, ids, adapter, top_n))  # type: ignore[no-any-return]
+
+
+def _forward(model: Any, ids: list[int], adapter: str | None, top_n: int) -> Scores:
+    import torch
+
+    from lmfoundry.generate.batched import BASE_ADAPTER, is_peft
+
+    kwargs = {"adapter_names": [adapter or BASE_ADAPTER]} if is_peft(model) else {}
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([ids]), **kwargs).logits[0, :-1].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    target = torch.tensor(ids[1:])
+    picked = logprobs.gather(1, target.unsqueeze(1)).squeeze(1).tolist()
+    top: list[dict[int, float] | None] = [None]
+    values, indices = torch.topk(logprobs, k=min(top_n, logprobs.shape[-1]), dim=-1)
+    for position, token in enumerate(ids[1:]):
+        alternatives = dict(zip(indices[position].tolist(), values[position].tolist(), strict=True))
+        alternatives[token] = picked[position]  # the chosen token is always listed, as OpenAI does
+        top.append(alternatives)
+    return Scores([None, *picked], top)
+
+
+def kept_tokens(decode: Any, generated: list[int], text: str) -> list[int]:
+    """The generated tokens that make up `text` (a matched stop string may end mid-way)."""
+    if not text:
+        return []
+    for count in range(1, len(generated) + 1):
+        if len(decode(generated[:count])) >= len(text):
+            return generated[:count]
+    return generated
+
+
+def logprobs_object(
+    decode: Any, ids: list[int], scores: Scores, first: int, text_before: str
+) -> dict[str, Any]:
+    """The OpenAI `logprobs` object for `ids[first:]`; offsets count from the start of the echoed
+    prompt (`text_before` is the text that precedes `ids[first]`)."""
+    tokens, offsets = [], []
+    for i in range(first, len(ids)):
+        tokens.append(decode([ids[i]]))
+        offsets.append(len(text_before) + len(decode(ids[first:i])))
+    return {
+        "tokens": tokens,
+        "token_logprobs": scores.token_logprobs[first:],
+        "top_logprobs": [
+            None if top is None else {decode([t]): lp for t, lp in top.items()} for top in scores.top[first:]
+        ],
+        "text_offset": offsets,
+    }
