@@ -90,6 +90,11 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return build(hint, value, where + ".")  # type: ignore[arg-type]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
+        except ValueError:
+            raise InvalidInputError(f"config key {where}: expected a number, got {value!r}") from None
     if origin is tuple and isinstance(value, list):
         return tuple(value)
     if hint in (int, float, str, bool) and not isinstance(value, hint):

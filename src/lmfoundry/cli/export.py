@@ -1,0 +1,49 @@
+"""`lmf export gguf`: write a store model, model directory or fine-tuning run to a GGUF file."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lmfoundry.cli.common import add_json_flag, print_json
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export models to other formats (GGUF for llama.cpp)",
+        description="Export a model to another runtime's format.",
+    )
+    commands = parser.add_subparsers(dest="export_command", metavar="FORMAT")
+    gguf = commands.add_parser(
+        "gguf",
+        help="write a Llama-family model (or a fine-tuning run, merged) to a GGUF file",
+        description=(
+            "Write MODEL_OR_RUN to GGUF for llama.cpp: a store model, a transformers directory, or a "
+            "fine-tuning run (its adapter is merged first). Weights in f32 or f16 (norms stay f32), "
+            "hyperparameters, the BPE tokenizer and the chat template. Without --out a store model "
+            "gets model-OUTTYPE.gguf in its store folder (and uses it for the llama.cpp backend); "
+            "anything else ./NAME-OUTTYPE.gguf."
+        ),
+    )
+    gguf.add_argument(
+        "model", metavar="MODEL_OR_RUN", help="store name, model directory or fine-tuning run folder"
+    )
+    gguf.add_argument(
+        "--outtype", choices=["f32", "f16"], default="f16", help="weight precision (default f16)"
+    )
+    gguf.add_argument("--out", help="output .gguf file")
+    add_json_flag(gguf)
+    gguf.set_defaults(handler=_gguf)
+    parser.set_defaults(handler=lambda args: parser.print_help() or 0)
+
+
+def _gguf(args: argparse.Namespace) -> int:
+    from lmfoundry.finetune.export_gguf import export
+
+    result = export(args.model, outtype=args.outtype, out=args.out)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB, {result['outtype']})")
+    return 0

@@ -1,0 +1,155 @@
+"""The fine-tuning config: one YAML format for every method, typed as dataclasses.
+
+`lmf finetune CONFIG.yaml key=value ...` reads the YAML, applies the overrides and builds a
+`FinetuneConfig`; unknown keys are errors so a typo is caught before a long run starts. Method
+options are handed to the peft config class of the method (see `methods.py`), which rejects
+unknown ones by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmfoundry.config import apply_overrides, build, load_yaml
+from lmfoundry.errors import InvalidInputError
+
+SCHEDULERS = ("linear", "cosine", "constant")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m-instruct"
+    """Store name, packaged name, transformers directory or .gguf file of the base model."""
+
+
+@dataclass
+class DataConfig:
+    path: str = "dialogsum-synthetic"
+    """A data file, a directory with train/validation split files, or a bundled set name."""
+    template: str = "auto"
+    """Prompt template: summarize | alpaca | plain | chat | auto (by record format)."""
+    max_length: int = 512
+    """Tokens per training sequence; longer examples are cut (and counted)."""
+    packing: bool = False
+    """Join examples into max_length blocks instead of padding."""
+    split_seed: int = 0
+    """Seed for the train/validation split when the data has no validation file."""
+    validation_fraction: float = 0.1
+    """Share held out for evaluation when the data has no validation file."""
+    limit: int | None = None
+    """Use only the first N training records (quick experiments)."""
+    eval_limit: int | None = 64
+    """Evaluate the loss on at most N validation records."""
+
+
+@dataclass
+class QuantConfig:
+    method: str = "nf4"
+    """4-bit format of the frozen base (QLoRA): nf4 or fp4."""
+    double_quant: bool = True
+    """Quantize the per-block scales too (saves ~0.4 bits/parameter)."""
+    block_size: int = 64
+
+
+@dataclass
+class MethodConfig:
+    name: str = "lora"
+    """full | lora | qlora | adalora | ia3 | prefix | ptuning_v2 | prompt | ptuning | adaption_prompt"""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the method's peft config (override the defaults in methods.py)."""
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    """Base-model quantization, used by qlora only."""
+
+
+@dataclass
+class TrainingConfig:
+    lr: float = 2e-4
+    epochs: int = 1
+    max_steps: int | None = None
+    """Optimizer steps to run; overrides epochs when set."""
+    batch_size: int = 4
+    grad_accumulation: int = 1
+    """Micro-batches per optimizer step."""
+    eval_every: int = 50
+    """Optimizer steps between evaluation-loss measurements (0 = only at the end)."""
+    save_every: int = 100
+    """Optimizer steps between resumable checkpoints (0 = only at the end)."""
+    seed: int = 0
+    """Seeds data order, dropout and adapter initialisation."""
+    early_stopping_patience: int | None = None
+    """Stop after this many evaluations without a lower eval loss (None = never)."""
+    activation_checkpointing: bool = False
+    """Recompute activations in backward: less memory, ~30% more compute."""
+    warmup_steps: int = 0
+    scheduler: str = "linear"
+    """linear | cosine | constant (after warmup)."""
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    loss_chunk: int = 256
+    """Completion tokens per cross-entropy chunk; full-vocabulary logits never exist at once."""
+    precision: str = "fp32"
+    """fp32, or bf16 (autocast: bf16 matmuls, fp32 master weights; fast on CPUs with AMX/AVX512-BF16)."""
+    threads: int | None = None
+    """torch CPU threads (None = torch's default)."""
+
+
+@dataclass
+class FinetuneConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    output_dir: str = "runs/finetune"
+    """The run folder: config, metrics, plot, checkpoints, adapter and summary go here."""
+
+
+def validate(config: FinetuneConfig) -> FinetuneConfig:
+    """Range checks that the type coercion in `lmfoundry.config.build` cannot express."""
+    from lmfoundry.finetune.methods import check_method
+
+    check_method(config.method.name)
+    t, d = config.training, config.data
+    positive = {
+        "training.batch_size": t.batch_size,
+        "training.grad_accumulation": t.grad_accumulation,
+        "training.epochs": t.epochs,
+        "training.loss_chunk": t.loss_chunk,
+        "data.max_length": d.max_length,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise InvalidInputError(f"{key} must be >= 1, got {value}")
+    if t.max_steps is not None and t.max_steps < 1:
+        raise InvalidInputError(f"training.max_steps must be >= 1, got {t.max_steps}")
+    if t.lr <= 0:
+        raise InvalidInputError(f"training.lr must be > 0, got {t.lr}")
+    if t.eval_every < 0 or t.save_every < 0 or t.warmup_steps < 0:
+        raise InvalidInputError("training.eval_every, save_every and warmup_steps must be >= 0")
+    if t.scheduler not in SCHEDULERS:
+        raise InvalidInputError(
+            f"training.scheduler must be one of {', '.join(SCHEDULERS)}, got {t.scheduler!r}"
+        )
+    if t.precision not in PRECISIONS:
+        raise InvalidInputError(
+            f"training.precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}"
+        )
+    if not 0 < d.validation_fraction < 1:
+        raise InvalidInputError(f"data.validation_fraction must be in (0, 1), got {d.validation_fraction}")
+    if t.early_stopping_patience is not None and t.early_stopping_patience < 1:
+        raise InvalidInputError("training.early_stopping_patience must be >= 1 (or null to disable)")
+    if not isinstance(config.method.options, dict):
+        raise InvalidInputError("method.options must be a mapping of peft config options")
+    return config
+
+
+def finetune_config_from_dict(data: dict[str, Any], overrides: list[str] | None = None) -> FinetuneConfig:
+    """Build and validate a config from a mapping plus `a.b=value` overrides."""
+    return validate(build(FinetuneConfig, apply_overrides(data, overrides or [])))
+
+
+def load_finetune_config(path: str | Path, overrides: list[str] | None = None) -> FinetuneConfig:
+    """Read a `configs/finetune/*.yaml` file (plus overrides) into a validated FinetuneConfig."""
+    return finetune_config_from_dict(load_yaml(path), overrides)
