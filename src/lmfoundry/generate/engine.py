@@ -184,7 +184,9 @@ class LoadedModel:
         return result
 
 
-def choose_backend(requested: str, *, kind: str, has_gguf: bool, has_adapters: bool, quantized: bool) -> str:
+def choose_backend(
+    requested: str, *, kind: str, has_gguf: bool, has_adapters: bool, quantized: bool, gguf_only: bool = False
+) -> str:
     """Pick a backend for `auto`.
 
     A bare GGUF file runs on llama.cpp (no conversion needed). Store and packaged models run on
@@ -197,6 +199,8 @@ def choose_backend(requested: str, *, kind: str, has_gguf: bool, has_adapters: b
         raise InvalidInputError(f"unknown backend {requested!r} (choose from {', '.join(BACKENDS)})")
     if requested != "auto":
         return requested
+    if gguf_only and not has_adapters:
+        return "llama_cpp"  # a GGUF quantization in the store has no transformers weights
     if kind == "gguf" and has_gguf and not has_adapters and not quantized and _llama_cpp_available():
         return "llama_cpp"
     return "transformers"
@@ -213,6 +217,7 @@ def load_model(
 ) -> LoadedModel:
     """Resolve `name`, pick a backend and load it (see `lmfoundry.load`)."""
     from lmfoundry.models.load import resolve
+    from lmfoundry.models.quantize_store import entry_format
 
     resolved = resolve(name)
     all_adapters = [*resolved.adapters, *(adapters or [])]
@@ -220,6 +225,7 @@ def load_model(
         backend = resolved.profile.backend
     chosen = choose_backend(
         backend,
+        gguf_only=entry_format(resolved.quantization) == "gguf",
         kind=resolved.kind,
         has_gguf=resolved.gguf is not None,
         has_adapters=bool(all_adapters),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmfoundry.errors import ModelNotFoundError
+from lmfoundry.errors import LmfError, ModelNotFoundError
 from lmfoundry.models import profile as profiles
 from lmfoundry.models import store
 from lmfoundry.models.catalog import CATALOG
@@ -116,7 +116,15 @@ def load_hf_model(name: str, *, adapters: list[str] | None = None) -> tuple[Any,
     resolved = resolve(name)
     checkpoint = resolved.checkpoint()
     tokenizer = _tokenizer_for(resolved, checkpoint)
-    if resolved.quantization:
+    from lmfoundry.models.quantize_store import entry_format
+
+    weights_format = entry_format(resolved.quantization)
+    if weights_format == "gguf":
+        raise LmfError(
+            f"{name} is a GGUF quantization: run it with --backend llama_cpp (transformers needs the "
+            "fp32 or nf4/fp4/int8 entries)"
+        )
+    if weights_format == "torch":
         from lmfoundry.models.quantize import load_quantized
 
         model = load_quantized(Path(checkpoint))

@@ -171,8 +171,12 @@ def show(name: str) -> dict[str, Any]:
     folder = entry_dir(name)
     manifest = read_manifest(name)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    n_params, dtypes = safetensors_summary(folder)
-    return {
+    from lmfoundry.models.quantize_store import entry_format, show_facts
+
+    n_params, dtypes = 0, set[str]()  # a GGUF entry has no safetensors: show_facts reads the GGUF
+    if entry_format(manifest.quantization) != "gguf":
+        n_params, dtypes = safetensors_summary(folder)
+    info = {
         "name": name,
         "architecture": (config.get("architectures") or [config.get("model_type", "unknown")])[0],
         "model_type": config.get("model_type"),
@@ -187,6 +191,8 @@ def show(name: str) -> dict[str, Any]:
         "quantization": manifest.quantization,
         "path": str(folder),
     }
+    info.update(show_facts(manifest))  # packed codes are not parameters; GGUF entries have no safetensors
+    return info
 
 
 def context_length(config: dict[str, Any]) -> int:

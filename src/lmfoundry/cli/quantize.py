@@ -1,0 +1,182 @@
+"""`lmf quantize`: make a quantized copy of a model in the store, and measure what it cost."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.errors import InvalidInputError
+
+_METHODS_HELP = "nf4, fp4, int8 (ours, torch), gguf-q4_0, gguf-q4_k_m, gguf-q5_k_m, gguf-q8_0 (llama.cpp)"
+JSON_KEYS = ("bits_per_param", "size_bytes", "perplexity", "perplexity_fp32", "kl_divergence", "tokens_per_s")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "quantize",
+        help="quantize a model into the store (nf4/fp4/int8 or GGUF) and report size, quality, speed",
+        description=(
+            "lmf quantize MODEL --method METHOD [--double-quant] [--block-size 64] [--name NEW] [--report]\n"
+            "  creates NEW (default MODEL-METHOD[-dq]) in the store; generate, chat, serve and finetune "
+            "accept it like any other model.\n"
+            "lmf quantize report MODEL [MODEL ...]\n"
+            "  compares models against their fp32 base on held-out text (Python's language reference): "
+            "file size, bits/param, perplexity, KL(fp32 || quant), greedy agreement, decode tokens/s and "
+            "peak RSS (each model in its own process). `bnb-nf4:BASE` adds bitsandbytes NF4 as a baseline."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="model to quantize (store name, packaged name, directory), or `report`")
+    parser.add_argument("more", nargs="*", metavar="MODEL", help="with `report`: the models to compare")
+    parser.add_argument("--method", help=f"quantization method: {_METHODS_HELP}")
+    parser.add_argument(
+        "--double-quant",
+        action="store_true",
+        help="also quantize the block scales (QLoRA, ~0.37 bits/param less)",
+    )
+    parser.add_argument("--block-size", type=int, help="weights per scale for nf4/fp4/int8 (default 64)")
+    parser.add_argument("--name", help="store name of the new model (default MODEL-METHOD[-dq])")
+    parser.add_argument("--force", action="store_true", help="replace an existing store entry of that name")
+    parser.add_argument("--threads", type=int, help="threads for llama.cpp's quantizer (default: all cores)")
+    group = parser.add_argument_group("report")
+    group.add_argument(
+        "--report", action="store_true", help="after quantizing, compare the new model with MODEL"
+    )
+    group.add_argument("--reference", help="fp32 model to compare against (default: the base of the models)")
+    group.add_argument(
+        "--tokens", type=int, default=2048, help="held-out tokens scored per model (default 2048)"
+    )
+    group.add_argument("--window", type=int, default=512, help="tokens per forward pass (default 512)")
+    group.add_argument(
+        "--new-tokens", type=int, default=32, help="tokens decoded for the speed test (default 32)"
+    )
+    group.add_argument("--no-perf", action="store_true", help="skip the speed / peak-RSS subprocesses")
+    group.add_argument("--out", default=".", help="folder for quantize_report.json and .png (default .)")
+    add_json_flag(parser)
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.model == "report":
+        return _report(args, list(args.more))
+    if args.more:
+        raise InvalidInputError(
+            f"unexpected arguments {' '.join(args.more)} (to compare models use `lmf quantize report`)"
+        )
+    if not args.method:
+        raise InvalidInputError("--method is required (" + _METHODS_HELP + ")")
+    from rich.console import Console
+
+    from lmfoundry.models.quantize_store import create_quantized
+
+    console = Console(stderr=True)
+    with console.status("quantizing") as status:
+        created = create_quantized(
+            args.model,
+            args.method,
+            double_quant=args.double_quant,
+            block_size=args.block_size,
+            name=args.name,
+            force=args.force,
+            threads=args.threads,
+            on_step=lambda msg: status.update(msg),
+        )
+    quant = created["quantization"]
+    summary: dict[str, Any] = {
+        **{k: None for k in JSON_KEYS},
+        **created,
+        "bits_per_param": quant["bits_per_param"],
+        "bits_per_param_overall": quant["bits_per_param_overall"],
+    }
+    if args.report:
+        rows = _build(args, [args.model, created["name"]], args.model, console)
+        summary.update({k: v for k, v in rows[-1].items() if k not in ("name", "method")})
+        summary["report"] = rows
+    if args.json:
+        print_json(summary)
+        return 0
+    console = Console()
+    console.print(
+        f"created [bold]{created['name']}[/] ({created['method']}): {quant['bits_per_param']:.3f} bits/param in the "
+        f"quantized layers, {quant['bits_per_param_overall']:.2f} overall, {created['size_bytes'] / 1e6:.1f} MB"
+    )
+    if args.report:
+        _print_table(summary["report"])
+    return 0
+
+
+def _report(args: argparse.Namespace, models: list[str]) -> int:
+    if not models:
+        raise InvalidInputError("name at least one model: lmf quantize report MODEL [MODEL ...]")
+    from rich.console import Console
+
+    rows = _build(args, models, args.reference, Console(stderr=True))
+    if args.json:
+        print_json({"models": rows})
+    else:
+        _print_table(rows)
+    return 0
+
+
+def _build(
+    args: argparse.Namespace, models: list[str], reference: str | None, console: Any
+) -> list[dict[str, Any]]:
+    from lmfoundry.models.quant_report import QualitySettings, build_report, write_outputs
+
+    settings = QualitySettings(tokens=args.tokens, window=args.window)
+    with console.status("report") as status:
+        rows = build_report(
+            models,
+            reference=reference,
+            settings=settings,
+            perf=not args.no_perf,
+            new_tokens=args.new_tokens,
+            step=lambda msg: status.update(msg),
+        )
+    paths = write_outputs(rows, Path(args.out))
+    console.print(f"wrote {paths['json']} and {paths['png']}")
+    return rows
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None)
+    table.add_column("model", no_wrap=True)
+    for column in (
+        "method",
+        "size MB",
+        "bits/p lin",
+        "bits/p all",
+        "ppl",
+        "Δppl",
+        "KL",
+        "agree",
+        "tok/s",
+        "peak RSS MB",
+    ):
+        table.add_column(column, justify="left" if column == "method" else "right", no_wrap=True)
+    for row in rows:
+        rss = row.get("peak_rss_bytes")
+        table.add_row(
+            row["name"],
+            row["method"],
+            _fmt((row.get("size_bytes") or 0) / 1e6, ".1f"),
+            _fmt(row.get("bits_per_param"), ".3f"),
+            _fmt(row.get("bits_per_param_overall"), ".2f"),
+            _fmt(row["perplexity"], ".3f"),
+            _fmt(100 * row["perplexity_change"], "+.1f") + "%",
+            _fmt(row["kl_divergence"], ".4f"),
+            _fmt(100 * row["greedy_agreement"], ".1f") + "%",
+            _fmt(row.get("tokens_per_s"), ".1f"),
+            _fmt(rss / 1e6 if rss else None, ".0f"),
+        )
+    console = Console()
+    (console if console.is_terminal else Console(width=200)).print(table)
