@@ -6,12 +6,7 @@ need them, so importing this package and running `lmf --help` stay instant.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
-
-# Idle OpenMP threads sleep instead of spinning: on a shared or busy CPU, spinning torch thread
-# teams slowed embedding 100x and batched serving 20x here. Set before torch is first imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 

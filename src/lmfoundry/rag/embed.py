@@ -28,11 +28,9 @@ from lmfoundry.plugins import require
 if TYPE_CHECKING:
     import numpy as np
 
-# OpenMP threads that spin while waiting make every small forward pass on a busy CPU wait for a
-# descheduled sibling: a one-question query embedding took ~3 s instead of ~30 ms (load average
-# 18 on 2 cores), and spinning doubled the CPU time of batch embedding. Sleeping waits cost
-# nothing measurable when the machine is idle. Only effective before torch is first imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Not set here: OMP_WAIT_POLICY=PASSIVE helps on an oversubscribed CPU (query embedding 3 s -> 30 ms
+# at load 18 on 2 cores) but costs 1.7-2.9x decode speed for the reader and llama.cpp on an idle
+# one (measured: llama.cpp 84 -> 29 tok/s). Users on shared machines can export it themselves.
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 DTYPE_ENV = "LMF_EMBED_DTYPE"
