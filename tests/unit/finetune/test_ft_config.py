@@ -50,7 +50,7 @@ def test_overrides_apply_and_are_typed(tmp_path: Path) -> None:
         ({"training": {"scheduler": "step"}}, "scheduler must be one of"),
         ({"method": {"name": "dora"}}, "unknown fine-tuning method"),
         ({"data": {"validation_fraction": 1.5}}, "validation_fraction"),
-        ({"training": {"lr": "fast"}}, "expected float"),
+        ({"training": {"lr": "fast"}}, "expected a number"),
         ({"training": {"precision": "fp8"}}, "precision must be one of"),
     ],
 )
