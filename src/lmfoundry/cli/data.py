@@ -24,14 +24,16 @@ def register(subparsers: Any) -> None:
 
     make = commands.add_parser(
         "make",
-        help="generate a bundled data set (e.g. dialogsum-synthetic)",
+        help="generate a bundled data set (dialogsum-synthetic, preferences-synthetic)",
         description=(
             "Generate a bundled data set and write train/validation/test JSONL and a README.md "
             "atomically. dialogsum-synthetic: synthetic two-person dialogues with DialogSum-style "
-            "reference summaries (same --seed, same bytes)."
+            "reference summaries. preferences-synthetic: {prompt, chosen, rejected} pairs from those "
+            "dialogues, the reference summary preferred over a corrupted one (wrong name, wrong "
+            "time, off topic, too long, truncated). Same --seed, same bytes."
         ),
     )
-    make.add_argument("name", help="data set name (known: dialogsum-synthetic)")
+    make.add_argument("name", help="data set name (known: dialogsum-synthetic, preferences-synthetic)")
     make.add_argument("--n", type=int, default=2000, help="number of records in all splits (default 2000)")
     make.add_argument("--seed", type=int, default=0, help="random seed for content and split (default 0)")
     make.add_argument("--out", type=Path, help="output directory (default $LMF_HOME/data/NAME)")

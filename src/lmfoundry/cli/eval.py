@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmfoundry.cli.common import add_json_flag, add_sampling_options, print_json, sampling_overrides
 from lmfoundry.paths import lmf_home
+from lmfoundry.track.cli_runs import add_track_flag, track_cli_run
 
 if TYPE_CHECKING:
     from lmfoundry.eval.runner import EvalResult
@@ -70,6 +71,7 @@ def _register_run(commands: Any) -> None:
     parser.add_argument("model", metavar="MODEL", help="store name, packaged name, HF directory or .gguf")
     parser.add_argument("--out", help="output folder (default $LMF_HOME/runs/eval/TIMESTAMP-TASK)")
     _add_task_options(parser)
+    add_track_flag(parser)
     parser.set_defaults(handler=_run)
 
 
@@ -134,8 +136,9 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_out("eval", task.name)
     result = _evaluate(args.model, task, args, out)
     report = _maybe_report(args, out)
+    run_id = _track_run(args, result, out, report)
     if args.json:
-        print_json({**result.summary(), "out": str(out), **report})
+        print_json({**result.summary(), "out": str(out), **report, "run_id": run_id})
         return 0
     rows = [(k, f"{v:.4f}") for k, v in result.aggregates.items()] + _latency_rows(result.latency)
     _print_table(f"{result.model} on {task.name} ({len(result.outputs)} examples)", ("metric", "value"), rows)
@@ -143,6 +146,20 @@ def _run(args: argparse.Namespace) -> int:
     if report:
         print(f"wrote {report['report']}")
     return 0
+
+
+def _track_run(args: argparse.Namespace, result: EvalResult, out: Path, report: dict[str, str]) -> str | None:
+    """Log the run in MLflow (experiment lmf-eval) unless --no-track: scores, latency, results.json."""
+    params = {"model": args.model, "task": result.task, "n": len(result.outputs), "limit": args.limit,
+              "price_per_hour": args.price_per_hour, "sampling": result.params}  # fmt: skip
+    metrics = {**result.aggregates, "latency": result.latency}
+    artifacts = [out / "results.json"]
+    if report:
+        html = Path(report["report"])
+        artifacts += [p for p in (html, html.with_suffix(".json")) if p.is_file()]
+    return track_cli_run(
+        args, "eval", params, metrics, artifacts, run_name=f"cli:{result.model}:{result.task}"
+    )
 
 
 def _compare(args: argparse.Namespace) -> int:

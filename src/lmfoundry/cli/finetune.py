@@ -7,16 +7,38 @@ import sys
 from typing import Any
 
 from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.track.cli_runs import add_track_flag, track_cli_run
 
-_SHOWN = ("train_loss", "eval_loss", "tokens_per_s", "peak_rss_bytes", "estimated_peak_bytes", "adapter_path")
+_SHOWN = {
+    "sft": (
+        "train_loss",
+        "eval_loss",
+        "tokens_per_s",
+        "peak_rss_bytes",
+        "estimated_peak_bytes",
+        "adapter_path",
+    ),
+    "reward": (
+        "train_loss",
+        "eval_loss",
+        "heldout_before",
+        "heldout_after",
+        "peak_rss_bytes",
+        "adapter_path",
+    ),
+    "dpo": ("train_loss", "eval_loss", "heldout_before", "heldout_after", "peak_rss_bytes", "adapter_path"),
+    "ppo": ("steps", "eval_before", "eval_after", "peak_rss_bytes", "adapter_path"),
+}
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "finetune",
-        help="fine-tune a model (full, LoRA, QLoRA, AdaLoRA, IA3, prefix/prompt tuning, ...)",
+        help="fine-tune or align a model (SFT: full, LoRA, QLoRA, ...; reward model, DPO, PPO)",
         description=(
-            "Fine-tune a model from a YAML config (see configs/finetune/). Overrides use dotted "
+            "Fine-tune a model from a YAML config (see configs/finetune/). `stage:` picks "
+            "supervised fine-tuning (sft, default) or an alignment stage: reward (scalar-head "
+            "reward model, pairwise loss), dpo, or ppo (needs align.reward_model). Overrides use dotted "
             "keys, e.g. `training.max_steps=20 method.options.r=16 output_dir=runs/try`. The run "
             "folder gets resolved_config.yaml, metrics.jsonl, loss_curve.png, a resumable "
             "checkpoint/, the adapter (or model/ for full fine-tuning) and summary.json. Ctrl-C "
@@ -30,6 +52,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_json_flag(parser)
+    add_track_flag(parser)
     parser.set_defaults(handler=_finetune)
 
 
@@ -47,18 +70,40 @@ def _finetune(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    _track(args, config, summary)
     if args.json:
         print_json(summary)
         return 0
-    for key in _SHOWN:
-        print(f"{key:<22} {_fmt(summary[key])}")
+    for key in _SHOWN[config.stage]:
+        print(f"{key:<22} {_fmt(summary.get(key))}")
     if summary.get("estimate_note"):
         print(f"{'':<22} ({summary['estimate_note']})")
     print(f"{'run folder':<22} {summary['run_dir']}")
     return 0
 
 
+def _track(args: argparse.Namespace, config: Any, summary: dict[str, Any]) -> None:
+    """Record the run in MLflow (unless --no-track): config as params, summary numbers as metrics."""
+    from pathlib import Path
+
+    from lmfoundry.config import to_dict
+
+    run_dir = Path(summary["run_dir"])
+    names = ("resolved_config.yaml", "summary.json", "metrics.jsonl", "loss_curve.png", "curves.png")
+    artifacts = [run_dir / name for name in names if (run_dir / name).is_file()]
+    summary["run_id"] = track_cli_run(
+        args,
+        f"finetune-{config.stage}" if config.stage != "sft" else "finetune",
+        to_dict(config),
+        summary,
+        artifacts,
+        run_name=f"cli:{run_dir.name}",
+    )
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
+    if isinstance(value, dict):
+        return "  ".join(f"{k} {_fmt(v)}" for k, v in value.items())
     return "n/a" if value is None else str(value)

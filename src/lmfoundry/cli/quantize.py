@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
 from lmfoundry.cli.common import add_json_flag, print_json
 from lmfoundry.errors import InvalidInputError
+from lmfoundry.track.cli_runs import add_track_flag, track_cli_run
 
 _METHODS_HELP = "nf4, fp4, int8 (ours, torch), gguf-q4_0, gguf-q4_k_m, gguf-q5_k_m, gguf-q8_0 (llama.cpp)"
 JSON_KEYS = ("bits_per_param", "size_bytes", "perplexity", "perplexity_fp32", "kl_divergence", "tokens_per_s")
@@ -37,7 +39,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also quantize the block scales (QLoRA, ~0.37 bits/param less)",
     )
     parser.add_argument("--block-size", type=int, help="weights per scale for nf4/fp4/int8 (default 64)")
-    parser.add_argument("--name", help="store name of the new model (default MODEL-METHOD[-dq])")
+    parser.add_argument(
+        "--quantize-embeddings",
+        action="store_true",
+        help="also quantize the input embedding and the output head (a tied head shares the codes; "
+        "nf4/fp4/int8 only)",
+    )
+    parser.add_argument(
+        "--embedding-method",
+        choices=("nf4", "fp4", "int8"),
+        help="format of the embedding and head (implies --quantize-embeddings; default int8: "
+        "near-lossless, 8.1 bits/param with --double-quant)",
+    )
+    parser.add_argument(
+        "--name", help="store name of the new model (default MODEL-METHOD[-dq][-emb-EMBEDDING_METHOD])"
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing store entry of that name")
     parser.add_argument("--threads", type=int, help="threads for llama.cpp's quantizer (default: all cores)")
     group = parser.add_argument_group("report")
@@ -55,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--no-perf", action="store_true", help="skip the speed / peak-RSS subprocesses")
     group.add_argument("--out", default=".", help="folder for quantize_report.json and .png (default .)")
     add_json_flag(parser)
+    add_track_flag(parser)
     parser.set_defaults(handler=_run)
 
 
@@ -82,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
             force=args.force,
             threads=args.threads,
             on_step=lambda msg: status.update(msg),
+            embeddings=args.embedding_method or ("int8" if args.quantize_embeddings else None),
         )
     quant = created["quantization"]
     summary: dict[str, Any] = {
@@ -90,10 +108,12 @@ def _run(args: argparse.Namespace) -> int:
         "bits_per_param": quant["bits_per_param"],
         "bits_per_param_overall": quant["bits_per_param_overall"],
     }
+    report_files: list[Path] = []
     if args.report:
-        rows = _build(args, [args.model, created["name"]], args.model, console)
+        rows, report_files = _build(args, [args.model, created["name"]], args.model, console)
         summary.update({k: v for k, v in rows[-1].items() if k not in ("name", "method")})
         summary["report"] = rows
+    summary["run_id"] = _track_quantize(args, created, summary, report_files)
     if args.json:
         print_json(summary)
         return 0
@@ -112,17 +132,42 @@ def _report(args: argparse.Namespace, models: list[str]) -> int:
         raise InvalidInputError("name at least one model: lmf quantize report MODEL [MODEL ...]")
     from rich.console import Console
 
-    rows = _build(args, models, args.reference, Console(stderr=True))
+    rows, files = _build(args, models, args.reference, Console(stderr=True))
+    params = {"models": models, "reference": args.reference, "tokens": args.tokens, "window": args.window}
+    metrics = {_metric_key(row["name"]): {k: row.get(k) for k in _REPORT_METRICS} for row in rows}
+    run_id = track_cli_run(args, "quantize", params, metrics, files, run_name="cli:report")
     if args.json:
-        print_json({"models": rows})
+        print_json({"models": rows, "run_id": run_id})
     else:
         _print_table(rows)
     return 0
 
 
+_REPORT_METRICS = ("size_bytes", "bits_per_param", "bits_per_param_overall", "perplexity",
+                   "perplexity_change", "kl_divergence", "greedy_agreement", "tokens_per_s", "peak_rss_bytes")  # fmt: skip
+
+
+def _metric_key(name: str) -> str:
+    """A model name as an MLflow metric prefix (no ':' or other characters MLflow rejects)."""
+    return re.sub(r"[^A-Za-z0-9_./ -]", "_", name)
+
+
+def _track_quantize(
+    args: argparse.Namespace, created: dict[str, Any], summary: dict[str, Any], files: list[Path]
+) -> str | None:
+    """Log the quantization in MLflow (experiment lmf-quantize) unless --no-track."""
+    quant = created["quantization"]
+    params = {"model": args.model, "method": created["method"], "name": created["name"],
+              "block_size": quant.get("block_size", args.block_size),
+              "double_quant": quant.get("double_quant", args.double_quant),
+              "embeddings": quant.get("embeddings")}  # fmt: skip
+    metrics = {k: summary.get(k) for k in dict.fromkeys((*JSON_KEYS, *_REPORT_METRICS))}
+    return track_cli_run(args, "quantize", params, metrics, files, run_name=f"cli:{created['name']}")
+
+
 def _build(
     args: argparse.Namespace, models: list[str], reference: str | None, console: Any
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[Path]]:
     from lmfoundry.models.quant_report import QualitySettings, build_report, write_outputs
 
     settings = QualitySettings(tokens=args.tokens, window=args.window)
@@ -137,7 +182,7 @@ def _build(
         )
     paths = write_outputs(rows, Path(args.out))
     console.print(f"wrote {paths['json']} and {paths['png']}")
-    return rows
+    return rows, [paths["json"], paths["png"]]
 
 
 def _fmt(value: Any, spec: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -59,8 +60,26 @@ def _add_index(commands: Any) -> None:
         "--include", action="append", default=[], help="glob of files to index in directories (repeatable)"
     )
     p.add_argument("--exclude", action="append", default=[], help="glob of files to skip (repeatable)")
+    _add_qdrant_options(p)
     add_json_flag(p)
     p.set_defaults(handler=_index)
+
+
+def _add_qdrant_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group(
+        "qdrant server (qdrant stores only; default: local mode in the store folder)"
+    )
+    group.add_argument(
+        "--qdrant-url",
+        metavar="URL",
+        help="keep the store's vectors on the Qdrant server at URL, e.g. http://qdrant:6333 (env "
+        "LMF_QDRANT_URL); a store created with it remembers the URL, and a new store gets --backend qdrant",
+    )
+    group.add_argument(
+        "--qdrant-api-key",
+        metavar="KEY",
+        help="API key of the Qdrant server (prefer env LMF_QDRANT_API_KEY: command lines are visible)",
+    )
 
 
 def _add_retrieval_options(p: argparse.ArgumentParser) -> None:
@@ -73,6 +92,7 @@ def _add_retrieval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--where", action="append", default=[], metavar="KEY=VALUE", help="exact metadata match (repeatable)"
     )
+    _add_qdrant_options(p)
 
 
 def _add_search(commands: Any) -> None:
@@ -98,7 +118,18 @@ def _add_ask(commands: Any) -> None:
     p.add_argument("store", help="store name")
     p.add_argument("question", help="the question")
     p.add_argument(
-        "--model", required=True, help="reader model: store name, packaged name, HF directory or .gguf"
+        "--model",
+        default="smollm2-135m-instruct",
+        help="reader model: store name, packaged name, HF directory or .gguf (default: the packaged "
+        "smollm2-135m-instruct)",
+    )
+    p.add_argument(
+        "--cite",
+        choices=["auto", "model", "forced"],
+        default="auto",
+        help="citations: auto (the model's own, else the document most similar to the answer, marked "
+        '"attributed": true), model (only what the model wrote), forced (the answer starts '
+        '"According to Document N", N chosen by the model\'s next-token probabilities)',
     )
     p.add_argument(
         "--compress", action="store_true", help="keep the question-similar sentences when over budget"
@@ -121,20 +152,47 @@ def _where(args: argparse.Namespace) -> dict[str, Any] | None:
     return {"source_prefix": args.source_prefix, "metadata": metadata}
 
 
+def _qdrant_scope(args: argparse.Namespace, backend: str | None) -> contextlib.AbstractContextManager[Any]:
+    """`--qdrant-url`/`--qdrant-api-key` for the rag call inside the block; refused for a store (or
+    `--backend`) that is not qdrant, instead of being ignored."""
+    if not (args.qdrant_url or args.qdrant_api_key):
+        return contextlib.nullcontext()
+    flag = "--qdrant-url" if args.qdrant_url else "--qdrant-api-key"
+    if backend not in (None, "qdrant"):
+        raise InvalidInputError(
+            f"{flag} applies only to qdrant stores, but store {args.store!r} uses backend {backend!r}"
+        )
+    from lmfoundry.rag.stores.qdrant_store import connect_to
+
+    return connect_to(args.qdrant_url, args.qdrant_api_key)
+
+
+def _store_backend(name: str) -> str | None:
+    from lmfoundry.rag import list_stores
+
+    return next((s["backend"] for s in list_stores() if s["name"] == name), None)
+
+
 def _index(args: argparse.Namespace) -> int:
     from lmfoundry.rag import index_paths
 
-    report = index_paths(
-        args.paths,
-        args.store,
-        chunk_size=args.chunk_size,
-        overlap=args.overlap,
-        embedder=args.embedder,
-        backend=args.backend,
-        include=args.include,
-        exclude=args.exclude,
-        progress=not args.json,
-    )
+    backend = args.backend
+    if args.qdrant_url or args.qdrant_api_key:
+        if backend and backend != "qdrant":
+            raise InvalidInputError(f"--qdrant-url/--qdrant-api-key need --backend qdrant, not {backend!r}")
+        backend = backend or _store_backend(args.store) or "qdrant"
+    with _qdrant_scope(args, backend):
+        report = index_paths(
+            args.paths,
+            args.store,
+            chunk_size=args.chunk_size,
+            overlap=args.overlap,
+            embedder=args.embedder,
+            backend=backend,
+            include=args.include,
+            exclude=args.exclude,
+            progress=not args.json,
+        )
     if args.json:
         print_json(report.to_dict())
     else:
@@ -150,7 +208,10 @@ def _search(args: argparse.Namespace) -> int:
     from lmfoundry.rag import search
     from lmfoundry.rag.read import hit_to_dict
 
-    hits = search(args.store, args.query, k=args.k, mode=args.mode, rerank=args.rerank, where=_where(args))
+    with _qdrant_scope(args, _store_backend(args.store)):
+        hits = search(
+            args.store, args.query, k=args.k, mode=args.mode, rerank=args.rerank, where=_where(args)
+        )
     if args.json:
         print_json({"hits": [hit_to_dict(h) for h in hits]})
         return 0
@@ -165,17 +226,19 @@ def _ask(args: argparse.Namespace) -> int:
     from lmfoundry.types import SamplingParams
 
     params = SamplingParams(temperature=0.0, max_new_tokens=256).replace(**sampling_overrides(args))
-    answer = ask(
-        args.store,
-        args.question,
-        args.model,
-        k=args.k,
-        mode=args.mode,
-        rerank=args.rerank,
-        where=_where(args),
-        params=params,
-        compress=args.compress,
-    )
+    with _qdrant_scope(args, _store_backend(args.store)):
+        answer = ask(
+            args.store,
+            args.question,
+            args.model,
+            k=args.k,
+            mode=args.mode,
+            rerank=args.rerank,
+            where=_where(args),
+            params=params,
+            compress=args.compress,
+            cite=args.cite,
+        )
     for note in answer.notes:
         print(f"lmf: note: {note}", file=sys.stderr)
     if args.json:
@@ -183,7 +246,8 @@ def _ask(args: argparse.Namespace) -> int:
         return 0
     print(answer.answer)
     for citation in answer.citations:
-        print(f"  [{citation['document']}] {citation['source']}")
+        how = f" ({citation['method']})" if citation.get("method", "model") != "model" else ""
+        print(f"  [{citation['document']}] {citation['source']}{how}")
     return 0
 
 

@@ -24,9 +24,14 @@ INFO_FILE = "lmf_adapter.json"
 @dataclass
 class ArtifactInfo:
     base_model: str
+    """Store/packaged model, model folder, or the run folder of an earlier stage (e.g. SFT)."""
     method: str
     quant: dict[str, Any] = field(default_factory=dict)
     """QLoRA's base quantization (method, double_quant, block_size); empty otherwise."""
+    stage: str = "sft"
+    """sft / dpo / ppo: a causal LM; reward: a scalar-head sequence classifier."""
+    template: str = "auto"
+    """The prompt template of the training data (scoring renders prompts the same way)."""
 
     @property
     def is_full(self) -> bool:
@@ -62,11 +67,41 @@ def read_info(folder: Path) -> ArtifactInfo:
     return ArtifactInfo(**data)
 
 
+def is_run(name: str) -> bool:
+    """True when `name` is a fine-tuning run or adapter folder (not a model name or model folder)."""
+    path = Path(name).expanduser()
+    return path.is_dir() and any(
+        (c / INFO_FILE).is_file() for c in (path, path / ADAPTER_DIR, path / MODEL_DIR)
+    )
+
+
+def load_starting_point(name: str) -> tuple[Any, Any]:
+    """A causal LM to train further: a model, or an earlier run's model with its adapter merged.
+
+    Alignment usually starts from an SFT run; merging its adapter gives a plain model whose
+    weights are the SFT policy, so the new adapter (and the reference = adapter disabled) sit on it.
+    """
+    if not is_run(name):
+        from lmfoundry.models.load import load_hf_model
+
+        return load_hf_model(name)
+    model, tokenizer, info = load_tuned(name)
+    if info.stage == "reward":
+        raise LmfError(f"{name} is a reward model; a policy must start from a causal LM or an SFT/DPO run")
+    if not info.is_full:
+        if info.method == "qlora":
+            raise LmfError(f"{name} is a QLoRA run on a 4-bit base; merge it (`lmf adapters merge`) first")
+        model = model.merge_and_unload()
+    return model, tokenizer
+
+
 def load_base(info: ArtifactInfo) -> tuple[Any, Any]:
     """The base model the adapter was trained on (quantized the same way for QLoRA)."""
-    from lmfoundry.models.load import load_hf_model
+    model, tokenizer = load_starting_point(info.base_model)
+    if info.stage == "reward":
+        from lmfoundry.finetune.reward import as_reward_model
 
-    model, tokenizer = load_hf_model(info.base_model)
+        model = as_reward_model(model, tokenizer, seed=0)
     if info.method == "qlora":
         from lmfoundry.models.quantize import quantize_model
 
@@ -81,7 +116,13 @@ def load_tuned(path: str | Path) -> tuple[Any, Any, ArtifactInfo]:
     if info.is_full:
         from lmfoundry.models.load import load_hf_model
 
-        model, tokenizer = load_hf_model(str(folder))
+        if info.stage == "reward":
+            from lmfoundry.finetune.reward import load_full_reward_model
+
+            model, tokenizer = load_full_reward_model(folder)
+        else:
+            model, tokenizer = load_hf_model(str(folder))
+        model.eval()
         return model, tokenizer, info
     from peft import PeftConfig, PeftModel
 

@@ -112,6 +112,48 @@ def plot_loss_curve(metrics: list[dict[str, Any]], out: Path) -> Path | None:
     axis.set_ylabel("cross-entropy")
     axis.legend()
     axis.grid(alpha=0.3)
+    return save_figure(figure, out)
+
+
+def plot_panels(metrics: list[dict[str, Any]], panels: list[tuple[str, list[str]]], out: Path) -> Path | None:
+    """One subplot per (title, keys): each key's values against step, train and eval records alike.
+
+    Used by the alignment stages, whose curves (reward, margin, accuracy, KL) vary by stage.
+    """
+    drawn = [
+        (
+            title,
+            [
+                (key, [(m["step"], m[key]) for m in metrics if isinstance(m.get(key), int | float)])
+                for key in keys
+            ],
+        )
+        for title, keys in panels
+    ]
+    drawn = [(title, [(k, pts) for k, pts in series if pts]) for title, series in drawn]
+    drawn = [(title, series) for title, series in drawn if series]
+    if not drawn:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(drawn), figsize=(5 * len(drawn), 3.6), squeeze=False)
+    for axis, (title, series) in zip(axes[0], drawn, strict=True):
+        for key, points in series:
+            axis.plot(*zip(*points, strict=True), "o-" if len(points) < 8 else "-", label=key, linewidth=1)
+        axis.set_title(title)
+        axis.set_xlabel("step")
+        axis.legend(fontsize=8)
+        axis.grid(alpha=0.3)
+    return save_figure(figure, out)
+
+
+def save_figure(figure: Any, out: Path) -> Path:
+    """Write a matplotlib figure as PNG atomically (temp file, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     tmp = out.with_name(f".{out.name}.tmp.png")
     figure.savefig(tmp, dpi=100)

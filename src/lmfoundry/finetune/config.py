@@ -16,6 +16,8 @@ from lmfoundry.config import apply_overrides, build, load_yaml
 from lmfoundry.errors import InvalidInputError
 
 SCHEDULERS = ("linear", "cosine", "constant")
+STAGES = ("sft", "reward", "dpo", "ppo")
+ALIGN_METHODS = ("full", "lora")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -97,11 +99,48 @@ class TrainingConfig:
 
 
 @dataclass
+class AlignConfig:
+    """Options of the alignment stages (`stage: reward | dpo | ppo`); ignored by `stage: sft`."""
+
+    beta: float = 0.1
+    """DPO: strength of the implicit KL penalty (higher = stay closer to the reference)."""
+    loss_type: str = "sigmoid"
+    """DPO loss (trl `loss_type`): sigmoid (the DPO paper), ipo, hinge, robust, ..."""
+    reward_model: str | None = None
+    """PPO: a `stage: reward` run folder whose model scores the policy's responses."""
+    kl_coef: float = 0.05
+    """PPO: per-token penalty on log pi(y|x) - log pi_ref(y|x), the KL to the reference model."""
+    gamma: float = 1.0
+    """PPO: discount of GAE."""
+    lam: float = 0.95
+    """PPO: lambda of GAE (bias/variance of the advantage estimate)."""
+    cliprange: float = 0.2
+    """PPO: clip range of the policy probability ratio."""
+    cliprange_value: float = 0.2
+    """PPO: clip range of the value prediction around its rollout value."""
+    vf_coef: float = 0.1
+    """PPO: weight of the value loss."""
+    ppo_epochs: int = 2
+    """PPO: optimisation passes over each rollout batch."""
+    rollout_batch: int = 8
+    """PPO: prompts per rollout (one PPO step); minibatches of training.batch_size."""
+    max_new_tokens: int = 32
+    """PPO: response length limit while sampling rollouts."""
+    temperature: float = 1.0
+    """PPO: sampling temperature of rollouts."""
+    eval_pairs: int = 64
+    """reward / dpo: held-out preference pairs scored before and after training."""
+
+
+@dataclass
 class FinetuneConfig:
+    stage: str = "sft"
+    """sft (supervised) | reward (scalar-head reward model) | dpo | ppo."""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
     output_dir: str = "runs/finetune"
     """The run folder: config, metrics, plot, checkpoints, adapter and summary go here."""
 
@@ -142,7 +181,34 @@ def validate(config: FinetuneConfig) -> FinetuneConfig:
         raise InvalidInputError("training.early_stopping_patience must be >= 1 (or null to disable)")
     if not isinstance(config.method.options, dict):
         raise InvalidInputError("method.options must be a mapping of peft config options")
+    if config.stage not in STAGES:
+        raise InvalidInputError(f"stage must be one of {', '.join(STAGES)}, got {config.stage!r}")
+    if config.stage != "sft":
+        _validate_align(config)
     return config
+
+
+def _validate_align(config: FinetuneConfig) -> None:
+    a = config.align
+    if config.method.name not in ALIGN_METHODS:
+        raise InvalidInputError(
+            f"stage {config.stage} supports method.name {' or '.join(ALIGN_METHODS)}, got {config.method.name!r}"
+        )
+    if config.training.precision != "fp32":
+        raise InvalidInputError(f"stage {config.stage} trains in fp32 only (training.precision)")
+    if a.beta <= 0 or a.kl_coef < 0:
+        raise InvalidInputError("align.beta must be > 0 and align.kl_coef >= 0")
+    if not (0 <= a.gamma <= 1 and 0 <= a.lam <= 1):
+        raise InvalidInputError("align.gamma and align.lam must be in [0, 1]")
+    if a.cliprange <= 0 or a.cliprange_value <= 0 or a.temperature <= 0:
+        raise InvalidInputError("align.cliprange, align.cliprange_value and align.temperature must be > 0")
+    for key in ("ppo_epochs", "rollout_batch", "max_new_tokens"):
+        if getattr(a, key) < 1:
+            raise InvalidInputError(f"align.{key} must be >= 1, got {getattr(a, key)}")
+    if a.eval_pairs < 0:
+        raise InvalidInputError(f"align.eval_pairs must be >= 0, got {a.eval_pairs}")
+    if config.stage == "ppo" and not a.reward_model:
+        raise InvalidInputError("stage ppo needs align.reward_model: the run folder of a `stage: reward` run")
 
 
 def finetune_config_from_dict(data: dict[str, Any], overrides: list[str] | None = None) -> FinetuneConfig:

@@ -75,7 +75,7 @@ def _peft_class(name: str) -> Any:
     }[name]
 
 
-def peft_config(method: MethodConfig, model: Any, total_steps: int) -> Any:
+def peft_config(method: MethodConfig, model: Any, total_steps: int, task_type: str = "CAUSAL_LM") -> Any:
     """The peft config for `method` on `model` (None for full fine-tuning).
 
     User options override the defaults; an unknown option is an InvalidInputError listing the
@@ -106,7 +106,7 @@ def peft_config(method: MethodConfig, model: Any, total_steps: int) -> Any:
             f"(valid: {', '.join(sorted(k for k in known if not k.startswith('_')))})"
         )
     try:
-        config = cls(task_type="CAUSAL_LM", **options)
+        config = cls(task_type=task_type, **options)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"method {name!r}: invalid options {options}: {exc}") from exc
     if name == "qlora":

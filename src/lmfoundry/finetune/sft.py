@@ -33,7 +33,9 @@ def prepare_run_dir(config: FinetuneConfig, resume: bool) -> Path:
     run_dir = Path(config.output_dir).expanduser()
     resolved = run_dir / "resolved_config.yaml"
     if resume:
-        if not (run_dir / "checkpoint" / "state.pt").is_file():
+        from lmfoundry.finetune.hf_glue import latest_checkpoint
+
+        if not (run_dir / "checkpoint" / "state.pt").is_file() and latest_checkpoint(run_dir) is None:
             raise LmfError(f"nothing to resume: {run_dir} has no checkpoint/")
         saved = yaml.safe_load(resolved.read_text(encoding="utf-8"))
         if saved != to_dict(config):
@@ -47,7 +49,7 @@ def prepare_run_dir(config: FinetuneConfig, resume: bool) -> Path:
     return run_dir
 
 
-def _records(cfg: DataConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def train_validation_records(cfg: DataConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(train, validation) records: the data's validation file, else a seeded split of train."""
     from lmfoundry.finetune.data import load_records, split_records
     from lmfoundry.finetune.synthetic import MAKERS
@@ -74,7 +76,7 @@ def load_data(cfg: DataConfig, tokenizer: Any) -> tuple[list[Any], list[Any], di
     """Tokenized (train, eval) examples with prompt tokens masked, and the tokenize reports."""
     from lmfoundry.finetune.data import build_dataset
 
-    train_records, eval_records = _records(cfg)
+    train_records, eval_records = train_validation_records(cfg)
     train, train_report = build_dataset(train_records, tokenizer, cfg.template, cfg.max_length, cfg.packing)
     evals, eval_report = build_dataset(
         eval_records, tokenizer, cfg.template, cfg.max_length, cfg.packing, warn=False
@@ -139,8 +141,13 @@ def run_finetune(
 ) -> dict[str, Any]:
     """Train as `config` says and return the summary (also written to summary.json).
 
+    `config.stage` picks supervised fine-tuning or an alignment stage (reward / dpo / ppo).
     KeyboardInterrupt leaves a resumable checkpoint in the run folder and propagates.
     """
+    if config.stage != "sft":
+        from lmfoundry.finetune.align import run_alignment
+
+        return run_alignment(config, resume=resume, progress=progress, callbacks=callbacks)
     return finetune(config, resume=resume, progress=progress, callbacks=callbacks).summary
 
 
@@ -164,6 +171,8 @@ def finetune(
     from lmfoundry.models.memory_measure import peak_rss_bytes
 
     t = config.training
+    if config.stage != "sft":
+        raise LmfError(f"finetune() runs stage sft; use run_finetune() for stage {config.stage}")
     run_dir = prepare_run_dir(config, resume)
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -189,6 +198,7 @@ def finetune(
         config.model.name,
         config.method.name,
         asdict(config.method.quant) if config.method.name == "qlora" else {},
+        template=config.data.template,
     )
     artifact = save_artifact(model, tokenizer, run_dir, info)
     metrics = read_metrics(run_dir / METRICS_FILE)

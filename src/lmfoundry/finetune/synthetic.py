@@ -8,7 +8,6 @@ maker so `lmf data make NAME` can grow new sets.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,11 +15,9 @@ from typing import Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.finetune.data import split_records
+from lmfoundry.finetune.synthetic_io import output_dir, write_set
+from lmfoundry.finetune.synthetic_preferences import make_preferences_synthetic
 from lmfoundry.finetune.synthetic_topics import TOPICS, Conversation, Scene, Turn
-from lmfoundry.fsutil import atomic_dir
-from lmfoundry.paths import lmf_home
-
-_OUTPUT_FILES = {"train.jsonl", "validation.jsonl", "test.jsonl", "README.md"}
 
 # Small talk around the core of a conversation, so every dialogue does not start the same way.
 _FRIEND_OPENERS: list[list[Turn]] = [
@@ -125,27 +122,15 @@ def make_dialogsum_synthetic(
     `out_dir` defaults to $LMF_HOME/data/dialogsum-synthetic. An existing directory is replaced
     only if it holds nothing but files this function writes.
     """
-    out = Path(out_dir).expanduser() if out_dir is not None else lmf_home() / "data" / "dialogsum-synthetic"
-    if out.exists():
-        if not out.is_dir():
-            raise LmfError(f"{out} exists and is not a directory")
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in _OUTPUT_FILES)
-        if foreign:
-            raise LmfError(f"refusing to replace {out}: it holds other files ({', '.join(foreign[:5])})")
+    out = output_dir(out_dir, "dialogsum-synthetic")
     splits = split_records(dialogsum_records(n, seed), seed, fractions)
-    with atomic_dir(out) as tmp:
-        for name, records in splits.items():
-            lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-            (tmp / f"{name}.jsonl").write_text(lines, encoding="utf-8")
-        (tmp / "README.md").write_text(
-            _readme(n, seed, {k: len(v) for k, v in splits.items()}), encoding="utf-8"
-        )
-    return {name: out / f"{name}.jsonl" for name in splits}
+    return write_set(out, splits, _readme(n, seed, {k: len(v) for k, v in splits.items()}))
 
 
 # Name -> maker(n, seed, out_dir) for `lmf data make NAME`.
 MAKERS: dict[str, Callable[..., dict[str, Path]]] = {
     "dialogsum-synthetic": make_dialogsum_synthetic,
+    "preferences-synthetic": make_preferences_synthetic,
 }
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lmfoundry.errors import LmfError
 from lmfoundry.fsutil import atomic_dir, atomic_write_text
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from lmfoundry.finetune.config import TrainingConfig
 
 Example = Mapping[str, list[int]]
+T = TypeVar("T")
 CHECKPOINT_DIR = "checkpoint"
 
 
@@ -88,7 +89,7 @@ def total_steps(n_examples: int, config: TrainingConfig) -> int:
     return max(1, math.ceil(config.epochs * per_epoch / config.grad_accumulation))
 
 
-def micro_batch(examples: Sequence[Example], k: int, batch_size: int, seed: int) -> list[Example]:
+def micro_batch(examples: Sequence[T], k: int, batch_size: int, seed: int) -> list[T]:
     """The k-th micro-batch of the run: a pure function of (k, seed), hence resumable."""
     import torch
 
@@ -311,15 +312,7 @@ def load_checkpoint(loop: Loop, folder: Path) -> TrainState:
     if not (folder / "state.pt").is_file():
         raise LmfError(f"no checkpoint to resume in {folder}")
     saved = torch.load(folder / "state.pt", weights_only=False)
-    params = dict(loop.model.named_parameters())
-    missing = sorted(set(saved["trainable"]) - set(params))
-    if missing:
-        raise LmfError(
-            f"checkpoint {folder} does not fit this model (unknown tensors: {', '.join(missing[:3])})"
-        )
-    with torch.no_grad():
-        for name, value in saved["trainable"].items():
-            params[name].copy_(value)
+    restore_tensors(dict(loop.model.named_parameters()), saved["trainable"], folder)
     loop.optimizer.load_state_dict(saved["optimizer"])
     loop.scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["rng"])
@@ -327,6 +320,20 @@ def load_checkpoint(loop: Loop, folder: Path) -> TrainState:
     data = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
     loop.state = TrainState(**data)
     return loop.state
+
+
+def restore_tensors(params: dict[str, Any], saved: dict[str, Any], folder: Path) -> None:
+    """Copy checkpointed tensors into `params` by name; refuse a checkpoint of another model."""
+    import torch
+
+    unknown = sorted(set(saved) - set(params))
+    if unknown:
+        raise LmfError(
+            f"checkpoint {folder} does not fit this model (unknown tensors: {', '.join(unknown[:3])})"
+        )
+    with torch.no_grad():
+        for name, value in saved.items():
+            params[name].copy_(value)
 
 
 def _extra_state(model: Any) -> dict[str, Any] | None:

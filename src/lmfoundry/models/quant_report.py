@@ -14,8 +14,9 @@ Speed and memory (one fresh interpreter per model, `python -m lmfoundry.models.q
 perf`): load, greedy-decode `new_tokens` tokens with the engine, report tokens/s and VmHWM. The
 peak is read right after decoding, before anything else runs, so it is the model's inference
 peak: load + prefill + decode. `model_rss_bytes` subtracts the RSS measured after importing the
-backend's libraries (torch+transformers, or llama_cpp) and before loading, i.e. the model's own
-share.
+backend's libraries (torch+transformers, or llama_cpp) and before loading; `model_only_rss_bytes`
+subtracts the whole runtime (those libraries plus the architecture's transformers model class and
+our engine, all imported before any weights load), i.e. the weights' and activations' own share.
 """
 
 from __future__ import annotations
@@ -318,17 +319,17 @@ def evaluate_quality(
 # ---- speed and memory, one fresh interpreter per model ----
 
 
-def measure_perf(spec: str, new_tokens: int = 32, timeout_s: float = 900) -> dict[str, Any]:
-    """Run `perf` for one model in a fresh interpreter and return its JSON result."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "lmfoundry.models.quant_report",
-        "perf",
-        spec,
-        "--new-tokens",
-        str(new_tokens),
-    ]
+def measure_perf(
+    spec: str, new_tokens: int = 32, timeout_s: float = 900, threads: int | None = None
+) -> dict[str, Any]:
+    """Run `perf` for one model in a fresh interpreter and return its JSON result.
+
+    `threads` fixes the compute threads (torch and llama.cpp alike; default: all cores). On a
+    CPU shared with other jobs, one thread avoids the fork-join stalls that make many small ops
+    (our band-wise dequantization) tens of times slower.
+    """
+    cmd = [sys.executable, "-m", "lmfoundry.models.quant_report", "perf", spec]
+    cmd += ["--new-tokens", str(new_tokens)] + (["--threads", str(threads)] if threads else [])
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -340,20 +341,21 @@ def measure_perf(spec: str, new_tokens: int = 32, timeout_s: float = 900) -> dic
     return dict(json.loads(lines[-1]))
 
 
-def _perf(spec: str, new_tokens: int) -> dict[str, Any]:
+def _perf(spec: str, new_tokens: int, threads: int | None = None) -> dict[str, Any]:
     """Load, warm up, decode; peak RSS is read straight after decoding."""
     from lmfoundry.models.memory_measure import current_rss_bytes, peak_rss_bytes
 
     info = describe(spec)
-    if info.kind == "gguf":
-        import llama_cpp  # noqa: F401  (baseline includes the library, not the model)
-    else:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    baseline = current_rss_bytes()
+    phases = _import_runtime(info)
+    baseline = phases["libraries"]
+    if threads and info.kind != "gguf":
+        import torch
+
+        torch.set_num_threads(threads)
     start = time.perf_counter()
-    model = _load_for_decode(info)
+    model = _load_for_decode(info, threads)
     load_s = time.perf_counter() - start
+    loaded = current_rss_bytes()
     model.generate(PERF_PROMPT, temperature=0.0, max_new_tokens=4)
     result = model.generate(PERF_PROMPT, temperature=0.0, max_new_tokens=new_tokens)
     peak = peak_rss_bytes()
@@ -366,10 +368,57 @@ def _perf(spec: str, new_tokens: int) -> dict[str, Any]:
         "peak_rss_bytes": peak,
         "baseline_rss_bytes": baseline,
         "model_rss_bytes": peak - baseline,
+        "runtime_rss_bytes": phases["runtime"],
+        "model_only_rss_bytes": peak - phases["runtime"],
+        "rss_after_load_bytes": loaded,
+        "rss_phases": phases,
+        "threads": threads,
     }
 
 
-def _load_for_decode(info: ModelInfo) -> Any:
+def _import_runtime(info: ModelInfo) -> dict[str, int]:
+    """RSS after each import step, before any weights load.
+
+    `libraries` = torch + transformers (or llama_cpp); `runtime` adds what loading any model of
+    this architecture pulls in regardless of its weights (the transformers model class, which
+    imports torch.distributed/dynamo/sympy, and our engine), so `peak - runtime` is the weights'
+    and activations' share.
+    """
+    from lmfoundry.models.memory_measure import current_rss_bytes
+
+    phases = {"python": current_rss_bytes()}
+    if info.kind == "gguf":
+        import llama_cpp  # noqa: F401  (baseline includes the library, not the model)
+
+        phases["libraries"] = current_rss_bytes()
+        import lmfoundry.generate.engine  # noqa: F401
+    else:
+        import torch  # noqa: F401
+
+        phases["torch"] = current_rss_bytes()
+        import transformers
+
+        phases["libraries"] = current_rss_bytes()
+        _import_model_class(info, transformers)
+        import lmfoundry.generate.engine  # noqa: F401
+        import lmfoundry.generate.hf_backend  # noqa: F401
+    phases["runtime"] = current_rss_bytes()
+    return phases
+
+
+def _import_model_class(info: ModelInfo, transformers: Any) -> None:
+    """Import the architecture's modeling module (transformers imports it lazily on first use)."""
+    from lmfoundry.models.load import resolve
+
+    spec = info.spec.removeprefix(BNB_PREFIX)
+    config_path = Path(resolve(spec).checkpoint()) / "config.json"
+    if not config_path.is_file():
+        return
+    for arch in json.loads(config_path.read_text(encoding="utf-8")).get("architectures") or []:
+        getattr(transformers, arch, None)
+
+
+def _load_for_decode(info: ModelInfo, threads: int | None = None) -> Any:
     from lmfoundry.generate.engine import LoadedModel, load_model
 
     if info.kind == "bnb":
@@ -377,7 +426,8 @@ def _load_for_decode(info: ModelInfo) -> Any:
 
         model, tokenizer = load_bnb_nf4(info.spec.removeprefix(BNB_PREFIX))
         return LoadedModel(info.spec, TransformersBackend(model, tokenizer))
-    return load_model(info.spec, backend="llama_cpp" if info.kind == "gguf" else "transformers")
+    backend = "llama_cpp" if info.kind == "gguf" else "transformers"
+    return load_model(info.spec, backend=backend, threads=threads)
 
 
 # ---- the report ----
@@ -427,6 +477,7 @@ def build_report(
     perf: bool = True,
     new_tokens: int = 32,
     step: Callable[[str], None] | None = None,
+    perf_threads: int | None = None,
 ) -> list[dict[str, Any]]:
     """One row per model (reference first): size, bits/param, quality vs fp32, speed, peak RSS."""
     from lmfoundry.models import store
@@ -456,11 +507,20 @@ def build_report(
         row["perplexity_change"] = row["perplexity"] / row["perplexity_fp32"] - 1.0
         if perf:
             step(f"measuring decode speed and peak RSS of {spec} (fresh process)")
-            facts = measure_perf(spec, new_tokens)
+            facts = measure_perf(spec, new_tokens, threads=perf_threads)
             row.update(
                 {
                     k: facts[k]
-                    for k in ("tokens_per_s", "load_s", "peak_rss_bytes", "model_rss_bytes", "backend")
+                    for k in (
+                        "tokens_per_s",
+                        "load_s",
+                        "peak_rss_bytes",
+                        "model_rss_bytes",
+                        "backend",
+                        "runtime_rss_bytes",
+                        "model_only_rss_bytes",
+                        "rss_after_load_bytes",
+                    )
                 }
             )
         rows.append(row)
@@ -517,9 +577,10 @@ def main(argv: list[str] | None = None) -> int:
     perf = sub.add_parser("perf", help="decode speed and peak RSS of one model")
     perf.add_argument("spec")
     perf.add_argument("--new-tokens", type=int, default=32)
+    perf.add_argument("--threads", type=int, help="compute threads (default: all cores)")
     args = parser.parse_args(argv)
     try:
-        print(json.dumps(_perf(args.spec, args.new_tokens)))
+        print(json.dumps(_perf(args.spec, args.new_tokens, args.threads)))
     except LmfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -2,10 +2,12 @@
 
 `quantize_model` swaps every `nn.Linear` (except skipped names and linears tied to an embedding)
 for a `QuantLinear` and reports what that saved, measured from the actual buffer bytes.
-`save_quantized` writes `model.safetensors` (codes, constants and the unquantized rest),
-`quantization.json` and the model config; `load_quantized` builds the skeleton with parameters on
-the `meta` device, swaps in empty QuantLinears and assigns the saved tensors, so peak memory stays
-near the quantized size. The tensor-level formats live in `quant_blockwise.py`.
+`embeddings="int8"` (or nf4/fp4) also quantizes the input embedding and the output head
+(`quant_embedding.py`): a tied head shares the embedding's codes. `save_quantized` writes
+`model.safetensors` (codes, constants and the unquantized rest), `quantization.json` and the model
+config; `load_quantized` builds the skeleton with parameters on the `meta` device, swaps in empty
+quantized modules and assigns the (memory-mapped) saved tensors, so peak memory stays near the
+quantized size. The tensor-level formats live in `quant_blockwise.py`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from lmfoundry.models.quant_blockwise import (
     check_method,
     quant_overhead_bytes,
 )
+from lmfoundry.models.quant_embedding import head_sharing, quant_embedding_class, shares_buffers, tie_head
 from lmfoundry.models.quant_linear import quant_linear_class
 
 if TYPE_CHECKING:
@@ -49,6 +52,7 @@ __all__ = [
 QUANT_FILE = "quantization.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
+# version 1 files written before embeddings could be quantized simply lack "embeddings"/"tied_heads"
 
 
 @dataclass
@@ -64,13 +68,27 @@ class QuantReport:
     fp32_bytes: int = 0
     quantized: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    embeddings: str | None = None
+    """Method of the input embedding and output head, or None when they stay fp32."""
+    embedding_params: int = 0
+    """Weights of the input embedding plus an untied output head (a tied head adds none)."""
+    embedding_bytes: int = 0
+    tied_head: bool = False
 
     @property
     def bits_per_param(self) -> float:
         return 8.0 * self.bytes / self.params if self.params else 0.0
 
+    @property
+    def embedding_bits_per_param(self) -> float:
+        return 8.0 * self.embedding_bytes / self.embedding_params if self.embedding_params else 0.0
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "bits_per_param": round(self.bits_per_param, 4)}
+        return {
+            **asdict(self),
+            "bits_per_param": round(self.bits_per_param, 4),
+            "embedding_bits_per_param": round(self.embedding_bits_per_param, 4),
+        }
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
@@ -95,11 +113,15 @@ def quantize_model(
     double_quant: bool = False,
     block_size: int = 64,
     skip: Iterable[str] = ("lm_head",),
+    embeddings: str | None = None,
 ) -> QuantReport:
     """Replace each eligible `nn.Linear` with a `QuantLinear`, in place, one layer at a time.
 
     Linears whose weight is shared with an embedding (tied `lm_head`) are skipped: quantizing them
-    would keep the fp32 embedding anyway and break the tie.
+    would keep the fp32 embedding anyway and break the tie. With `embeddings` (a method name) the
+    input embedding and the output head are quantized too, with that method and the same block
+    size and double quantization; a tied head then shares the embedding's codes, and `skip` does
+    not apply to the head.
     """
     import torch
 
@@ -107,8 +129,11 @@ def quantize_model(
     check_block_size(block_size)
     skip = tuple(skip)
     quant_linear = quant_linear_class()
-    tied = _tied_to_embedding(model)
     report = QuantReport(method, block_size, double_quant)
+    if embeddings is not None:
+        check_method(embeddings)
+        _quantize_embeddings(model, embeddings, block_size, double_quant, report)
+    tied = _tied_to_embedding(model)
     # names only: holding the modules would keep every fp32 weight alive until the loop ends
     targets = [n for n, m in model.named_modules() if type(m) is torch.nn.Linear]
     for name in targets:
@@ -127,18 +152,82 @@ def quantize_model(
     return report
 
 
+def _module_name(model: torch.nn.Module, module: Any) -> str:
+    return next(n for n, m in model.named_modules() if m is module)
+
+
+def _quantize_embeddings(
+    model: torch.nn.Module, method: str, block_size: int, double_quant: bool, report: QuantReport
+) -> None:
+    """Swap the input embedding for a QuantEmbedding and the output head for a QuantLinear."""
+    import torch
+
+    embedding, head = model.get_input_embeddings(), model.get_output_embeddings()  # type: ignore[operator]
+    if head is not None and type(head) is not torch.nn.Linear:
+        raise InvalidInputError(f"cannot quantize an output head of type {type(head).__name__}")
+    emb_name = _module_name(model, embedding)
+    tied = head is not None and head.weight is embedding.weight
+    quantized = quant_embedding_class().from_embedding(embedding, method, block_size, double_quant)
+    _set_submodule(model, emb_name, quantized)
+    report.embeddings, report.tied_head = method, tied
+    report.embedding_params = embedding.weight.numel()
+    report.embedding_bytes = quantized.quant_bytes()
+    report.quantized.append(emb_name)
+    if head is None:
+        return
+    head_name = _module_name(model, head)
+    if tied:
+        new_head = head_sharing(quantized)
+    else:
+        new_head = quant_linear_class().from_linear(head, method, block_size, double_quant)
+        report.embedding_params += head.weight.numel()
+        report.embedding_bytes += new_head.quant_bytes()
+    _set_submodule(model, head_name, new_head)
+    report.quantized.append(head_name)
+
+
 def dequantize_model(model: torch.nn.Module) -> int:
-    """Swap every QuantLinear back to an fp32 `nn.Linear`; returns how many were swapped."""
-    quant_linear = quant_linear_class()
+    """Swap every quantized module back to fp32 (`nn.Linear`/`nn.Embedding`); returns how many.
+
+    A head that shared the embedding's codes becomes an `nn.Linear` tied to the new embedding.
+    """
+    import torch
+
+    quant_linear, quant_embedding = quant_linear_class(), quant_embedding_class()
+    embeddings = {n: m for n, m in model.named_modules() if isinstance(m, quant_embedding)}
     targets = [(n, m) for n, m in model.named_modules() if isinstance(m, quant_linear)]
+    restored = {n: m.to_embedding() for n, m in embeddings.items()}
     for name, layer in targets:
-        _set_submodule(model, name, layer.to_linear())
-    return len(targets)
+        source = next((n for n, e in embeddings.items() if shares_buffers(layer, e)), None)
+        if source is None:
+            _set_submodule(model, name, layer.to_linear())
+            continue
+        linear = torch.nn.Linear(layer.in_features, layer.out_features, bias=False, device="meta")
+        linear.weight = restored[source].weight
+        _set_submodule(model, name, linear)
+    for name, embedding in restored.items():
+        _set_submodule(model, name, embedding)
+    return len(targets) + len(embeddings)
 
 
 def _quantized_layers(model: torch.nn.Module) -> dict[str, Any]:
     quant_linear = quant_linear_class()
     return {n: m for n, m in model.named_modules() if isinstance(m, quant_linear)}
+
+
+def _quantized_embeddings(model: torch.nn.Module) -> dict[str, Any]:
+    quant_embedding = quant_embedding_class()
+    return {n: m for n, m in model.named_modules() if isinstance(m, quant_embedding)}
+
+
+def _tied_heads(layers: dict[str, Any], embeddings: dict[str, Any]) -> dict[str, str]:
+    """Head name -> name of the embedding whose codes it shares."""
+    return {
+        name: emb_name
+        for name, layer in layers.items()
+        for emb_name, embedding in embeddings.items()
+        if shares_buffers(layer, embedding)
+    }
 
 
 def save_quantized(
@@ -150,10 +239,12 @@ def save_quantized(
     directory = Path(directory)
     if directory.exists() and any(directory.iterdir()) and not overwrite:
         raise InvalidInputError(f"{directory} already exists and is not empty (pass overwrite=True)")
-    layers = _quantized_layers(model)
-    if not layers:
+    layers, embeddings = _quantized_layers(model), _quantized_embeddings(model)
+    tied = _tied_heads(layers, embeddings)
+    layers = {n: m for n, m in layers.items() if n not in tied}
+    if not layers and not embeddings:
         raise InvalidInputError("the model has no quantized layers: run quantize_model first")
-    first = next(iter(layers.values()))
+    first = next(iter(layers.values()), None) or next(iter(embeddings.values()))
     meta = {
         "format_version": FORMAT_VERSION,
         "method": first.method,
@@ -161,6 +252,8 @@ def save_quantized(
         "double_quant": first.double_quant,
         "dq_block": DQ_BLOCK,
         "layers": {n: _layer_spec(m) for n, m in layers.items()},
+        "embeddings": {n: _embedding_spec(m) for n, m in embeddings.items()},
+        "tied_heads": tied,
         "skipped": [n for n, m in model.named_modules() if _is_plain_linear(m)],
     }
     with atomic_dir(directory) as tmp:
@@ -207,6 +300,17 @@ def _layer_spec(layer: Any) -> dict[str, Any]:
     }
 
 
+def _embedding_spec(layer: Any) -> dict[str, Any]:
+    return {
+        "num_embeddings": layer.num_embeddings,
+        "embedding_dim": layer.embedding_dim,
+        "method": layer.method,
+        "block_size": layer.block_size,
+        "double_quant": layer.double_quant,
+        "padding_idx": layer.padding_idx,
+    }
+
+
 @contextlib.contextmanager
 def _parameters_on_meta() -> Iterator[None]:
     """Create every parameter on the `meta` device (no memory); buffers stay real.
@@ -247,7 +351,12 @@ def read_quant_config(directory: str | Path) -> dict[str, Any]:
 
 
 def load_quantized(directory: str | Path) -> torch.nn.Module:
-    """Rebuild a model written by `save_quantized`; fp32 weights of quantized layers never exist."""
+    """Rebuild a model written by `save_quantized`; fp32 weights of quantized layers never exist.
+
+    `load_file` gives tensors backed by a private memory map of the file (no copy): measured on
+    SmolLM2-135M nf4+dq with int8 embeddings, 19 MB lower peak RSS than reading each tensor into
+    its own buffer, and the pages stay reclaimable file pages.
+    """
     import torch
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
@@ -263,14 +372,36 @@ def load_quantized(directory: str | Path) -> torch.nn.Module:
         bias = spec.pop("bias")
         args = (spec.pop("in_features"), spec.pop("out_features"), bias)
         _set_submodule(model, name, quant_linear(*args, **spec, device="meta"))
+    embeddings = _build_embeddings(model, meta)
     state = load_file(str(directory / WEIGHTS_FILE))
     model.load_state_dict(state, strict=False, assign=True)
     del state
-    model.tie_weights()
+    if meta.get("tied_heads"):
+        # transformers' tie_weights would look for `embed_tokens.weight`: re-share the codes instead
+        for head_name, emb_name in meta["tied_heads"].items():
+            tie_head(model.get_submodule(head_name), embeddings[emb_name])
+    else:
+        model.tie_weights()
     _check_materialised(model, directory)
     if (directory / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(directory)
     return model.eval()
+
+
+def _build_embeddings(model: torch.nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+    """Swap in empty QuantEmbeddings (and heads sharing their codes) as quantization.json lists them."""
+    quant_embedding = quant_embedding_class()
+    built = {}
+    for name, spec in meta.get("embeddings", {}).items():
+        spec = dict(spec)
+        args = (spec.pop("num_embeddings"), spec.pop("embedding_dim"))
+        built[name] = quant_embedding(*args, **spec, device="meta")
+        _set_submodule(model, name, built[name])
+    for head_name, emb_name in meta.get("tied_heads", {}).items():
+        if emb_name not in built:
+            raise LmfError(f"quantization.json ties {head_name} to {emb_name}, which it does not list")
+        _set_submodule(model, head_name, head_sharing(built[emb_name]))
+    return built
 
 
 def _check_materialised(model: torch.nn.Module, directory: Path) -> None:

@@ -12,7 +12,9 @@ Two kinds of entry come out, both ordinary store entries (`lmf models list/show/
 
 The manifest's `quantization` dict always has `method`, `format` ("torch" or "gguf"),
 `block_size`, `double_quant` and `bits_per_param` (quantized linear layers) plus
-`bits_per_param_overall` (every weight byte over every parameter of the fp32 model).
+`bits_per_param_overall` (every weight byte over every parameter of the fp32 model). Torch entries
+made with `embeddings=` (`--quantize-embeddings`) also record `embeddings` (the method of the input
+embedding and output head), `embedding_bits_per_param` and `tied_head`.
 """
 
 from __future__ import annotations
@@ -52,20 +54,30 @@ def entry_format(quantization: dict[str, Any] | None) -> str | None:
     )
 
 
-def default_quant_name(model: str, method: str, double_quant: bool = False) -> str:
-    """`smollm2-135m-instruct` + nf4 + double quant -> `smollm2-135m-instruct-nf4-dq`."""
+def default_quant_name(
+    model: str, method: str, double_quant: bool = False, embeddings: str | None = None
+) -> str:
+    """`smollm2-135m-instruct` + nf4 + double quant (+ int8 embeddings) -> `...-nf4-dq(-emb-int8)`."""
     suffix = method.removeprefix(GGUF_PREFIX) if method.startswith(GGUF_PREFIX) else method
-    return f"{store.default_name(model)}-{suffix}{'-dq' if double_quant else ''}"
+    emb = f"-emb-{embeddings}" if embeddings else ""
+    return f"{store.default_name(model)}-{suffix}{'-dq' if double_quant else ''}{emb}"
 
 
-def _check_options(method: str, double_quant: bool, block_size: int | None) -> int:
+def _check_options(
+    method: str, double_quant: bool, block_size: int | None, embeddings: str | None = None
+) -> int:
     check_method(method)
     if method.startswith(GGUF_PREFIX):
-        if double_quant or block_size is not None:
+        if double_quant or block_size is not None or embeddings:
             raise InvalidInputError(
-                f"--double-quant and --block-size apply to nf4/fp4/int8; {method} uses llama.cpp's own blocks"
+                f"--double-quant, --block-size and --quantize-embeddings apply to nf4/fp4/int8; {method} "
+                "uses llama.cpp's own blocks (and already quantizes the embedding and output head)"
             )
         return 0
+    if embeddings is not None and embeddings not in TORCH_METHODS:
+        raise InvalidInputError(
+            f"unknown embedding quantization method {embeddings!r} (choose from {', '.join(TORCH_METHODS)})"
+        )
     from lmfoundry.models.quant_blockwise import check_block_size
 
     return check_block_size(DEFAULT_BLOCK_SIZE if block_size is None else block_size)
@@ -103,13 +115,16 @@ def create_quantized(
     force: bool = False,
     threads: int | None = None,
     on_step: Step | None = None,
+    embeddings: str | None = None,
 ) -> dict[str, Any]:
     """Quantize `model` (store name, packaged name or directory) into a new store entry.
 
-    Returns the entry's name, folder, manifest `quantization` dict and weight file size.
+    `embeddings` (nf4, fp4 or int8; torch methods only) also quantizes the input embedding and
+    the output head. Returns the entry's name, folder, manifest `quantization` dict and weight
+    file size.
     """
-    block = _check_options(method, double_quant, block_size)
-    target = name or default_quant_name(model, method, double_quant)
+    block = _check_options(method, double_quant, block_size, embeddings)
+    target = name or default_quant_name(model, method, double_quant, embeddings)
     _check_target(model, target, force)
     step = on_step or (lambda _msg: None)
     step(f"loading {model}")
@@ -127,7 +142,9 @@ def create_quantized(
             weights, info = _write_gguf_entry(hf_model, tokenizer, tmp, target, method, pre, threads, step)
             manifest.gguf = str(folder / weights.name)
         else:
-            weights, info = _write_torch_entry(hf_model, tokenizer, tmp, method, double_quant, block, step)
+            weights, info = _write_torch_entry(
+                hf_model, tokenizer, tmp, method, double_quant, block, step, embeddings
+            )
         manifest.quantization = info
         store.write_manifest(tmp, manifest)
     return {
@@ -152,13 +169,23 @@ def _count_params(model: Any) -> int:
 
 
 def _write_torch_entry(
-    model: Any, tokenizer: Any, tmp: Path, method: str, double_quant: bool, block_size: int, step: Step
+    model: Any,
+    tokenizer: Any,
+    tmp: Path,
+    method: str,
+    double_quant: bool,
+    block_size: int,
+    step: Step,
+    embeddings: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     from lmfoundry.models.quantize import WEIGHTS_FILE, quantize_model, save_quantized
 
     total_params = _count_params(model)
-    step(f"quantizing linear layers to {method}{' + double quant' if double_quant else ''}")
-    report = quantize_model(model, method, double_quant=double_quant, block_size=block_size)
+    emb = f", embeddings to {embeddings}" if embeddings else ""
+    step(f"quantizing linear layers to {method}{' + double quant' if double_quant else ''}{emb}")
+    report = quantize_model(
+        model, method, double_quant=double_quant, block_size=block_size, embeddings=embeddings
+    )
     step("writing packed safetensors")
     save_quantized(model, tmp, tokenizer=tokenizer, overwrite=True)
     weights = tmp / WEIGHTS_FILE
@@ -173,6 +200,9 @@ def _write_torch_entry(
         "quantized_parameters": report.params,
         "quantized_layers": report.layers,
         "skipped": report.skipped,
+        "embeddings": report.embeddings,
+        "embedding_bits_per_param": round(report.embedding_bits_per_param, 4) if embeddings else None,
+        "tied_head": report.tied_head if embeddings else None,
     }
     return weights, info
 

@@ -183,6 +183,59 @@ def plan_context(
     return [hits[i] for i in kept], [texts[i] for i in kept], [hits[i] for i in dropped], notes
 
 
+def generate_from_ids(model: LoadedModel, ids: list[int], params: SamplingParams) -> str:
+    """Generate after raw prompt ids (used to continue a forced answer prefix)."""
+    from lmfoundry.generate.engine import run_stream
+
+    result = None
+    for event in run_stream(model.runtime, ids, params):
+        result = event.result or result
+    return result.text if result is not None else ""
+
+
+def answer_with_citations(
+    model: LoadedModel,
+    question: str,
+    kept: Sequence[Hit],
+    texts: Sequence[str],
+    params: SamplingParams,
+    cite: str = "auto",
+    embedder: Embedder | None = None,
+) -> tuple[str, list[dict[str, Any]]]:
+    """The reader's answer and its citations under a citation mode (see `lmfoundry.rag.cite`)."""
+    from lmfoundry.rag import cite as cites
+
+    cites.check_mode(cite)
+    messages = build_messages(question, texts)
+    if cite == "forced":
+        prompt = model.prompt_ids(messages)
+        text, choice = cites.forced_answer(
+            model, prompt, len(kept), lambda ids: generate_from_ids(model, ids, params)
+        )
+        answer = text.strip()
+        numbers = parse_citations(answer, len(kept))
+        return answer, [
+            cites.citation(
+                n,
+                kept[n].chunk.source,
+                "forced" if choice and n == choice.document else "model",
+                choice.probability if choice and n == choice.document else None,
+            )
+            for n in numbers
+        ]
+    answer = model.generate(messages, params).text.strip()
+    numbers = parse_citations(answer, len(kept))
+    if numbers or cite == "model" or cites.declined(answer, NO_ANSWER):
+        return answer, [cites.citation(n, kept[n].chunk.source, "model") for n in numbers]
+    if embedder is None:
+        return answer, []
+    choice = cites.attribute_by_similarity(embedder, answer, texts)
+    if choice is None:
+        return answer, []
+    source = kept[choice.document].chunk.source
+    return answer, [cites.citation(choice.document, source, "similarity", choice.probability)]
+
+
 def ask(
     store: str | RagIndex,
     question: str,
@@ -194,11 +247,19 @@ def ask(
     where: Any = None,
     params: SamplingParams | None = None,
     compress: bool = False,
+    cite: str = "auto",
 ) -> Answer:
     """Retrieve k chunks for `question`, let `model` answer from them, and return the answer
-    with its citations mapped to sources. Greedy decoding unless `params` says otherwise."""
-    from lmfoundry.rag.api import open_store, search_index
+    with its citations mapped to sources. Greedy decoding unless `params` says otherwise.
 
+    `cite`: "auto" (the model's own citations, else an attribution marked `"attributed": true`),
+    "model" (only what the model wrote) or "forced" (the answer starts "According to Document N",
+    N chosen by the model); see `lmfoundry.rag.cite`.
+    """
+    from lmfoundry.rag.api import open_store, search_index
+    from lmfoundry.rag.cite import check_mode
+
+    check_mode(cite)
     params = params or SamplingParams(temperature=0.0, max_new_tokens=256)
     index = open_store(store)
     hits = search_index(index, question, k=k, mode=mode, rerank=rerank, where=where)
@@ -211,8 +272,5 @@ def ask(
     )
     if not kept:
         return Answer(NO_ANSWER, [], [], dropped, notes + ["no documents retrieved"])
-    result = model.generate(build_messages(question, texts), params)
-    answer = result.text.strip()
-    return Answer(
-        answer, citations_to_sources(parse_citations(answer, len(kept)), kept), kept, dropped, notes
-    )
+    answer, citations = answer_with_citations(model, question, kept, texts, params, cite, index.embedder)
+    return Answer(answer, citations, kept, dropped, notes)

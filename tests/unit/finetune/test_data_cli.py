@@ -46,7 +46,10 @@ def test_make_json_custom_out_and_fractions(tmp_path: Path, capsys: pytest.Captu
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["data", "make", "nope"], "unknown data set 'nope' (known: dialogsum-synthetic)"),
+        (
+            ["data", "make", "nope"],
+            "unknown data set 'nope' (known: dialogsum-synthetic, preferences-synthetic)",
+        ),
         (["data", "make", "dialogsum-synthetic", "--fractions", "a,b"], "--fractions must be"),
         (["data", "make", "dialogsum-synthetic", "--fractions", "0.9,0.9"], "fractions must be"),
         (["data", "inspect", "missing.jsonl"], "data file not found"),
