@@ -23,7 +23,9 @@ def register(subparsers: Any) -> None:
             "fine-tuning run (its adapter is merged first). Weights in f32 or f16 (norms stay f32), "
             "hyperparameters, the BPE tokenizer and the chat template. Without --out a store model "
             "gets model-OUTTYPE.gguf in its store folder (and uses it for the llama.cpp backend); "
-            "anything else ./NAME-OUTTYPE.gguf."
+            "anything else ./NAME-OUTTYPE.gguf. With --lora, a LoRA run's adapter alone becomes a "
+            "llama.cpp GGUF adapter (default ./RUN-lora-OUTTYPE.gguf) to load on the base GGUF "
+            "(`lmfoundry.load(base, backend='llama_cpp', adapters=[file])`, llama-cli --lora)."
         ),
     )
     gguf.add_argument(
@@ -33,15 +35,23 @@ def register(subparsers: Any) -> None:
         "--outtype", choices=["f32", "f16"], default="f16", help="weight precision (default f16)"
     )
     gguf.add_argument("--out", help="output .gguf file")
+    gguf.add_argument(
+        "--lora", action="store_true", help="write the run's LoRA adapter as a llama.cpp GGUF adapter"
+    )
     add_json_flag(gguf)
     gguf.set_defaults(handler=_gguf)
     parser.set_defaults(handler=lambda args: parser.print_help() or 0)
 
 
 def _gguf(args: argparse.Namespace) -> int:
-    from lmfoundry.finetune.export_gguf import export
+    if args.lora:
+        from lmfoundry.finetune.export_gguf_lora import export_lora
 
-    result = export(args.model, outtype=args.outtype, out=args.out)
+        result = export_lora(args.model, outtype=args.outtype, out=args.out)
+    else:
+        from lmfoundry.finetune.export_gguf import export
+
+        result = export(args.model, outtype=args.outtype, out=args.out)
     if args.json:
         print_json(result)
     else:

@@ -33,6 +33,9 @@ class PromptCheck:
     gguf_max_logit_diff: float | None
     merged_agreement: float
     gguf_agreement: float | None
+    lora_gguf_max_logit_diff: float | None = None
+    """Base f32 GGUF + the adapter as a GGUF LoRA on llama.cpp (LoRA runs only)."""
+    lora_gguf_agreement: float | None = None
 
 
 @dataclass
@@ -45,16 +48,16 @@ class CheckReport:
 
     @property
     def agreement(self) -> float:
-        values = [p.merged_agreement for p in self.prompts] + [
-            p.gguf_agreement for p in self.prompts if p.gguf_agreement is not None
-        ]
+        values = [p.merged_agreement for p in self.prompts]
+        values += [p.gguf_agreement for p in self.prompts if p.gguf_agreement is not None]
+        values += [p.lora_gguf_agreement for p in self.prompts if p.lora_gguf_agreement is not None]
         return min(values) if values else 0.0
 
     @property
     def max_logit_diff(self) -> float:
-        values = [p.merged_max_logit_diff for p in self.prompts] + [
-            p.gguf_max_logit_diff for p in self.prompts if p.gguf_max_logit_diff is not None
-        ]
+        values = [p.merged_max_logit_diff for p in self.prompts]
+        values += [p.gguf_max_logit_diff for p in self.prompts if p.gguf_max_logit_diff is not None]
+        values += [p.lora_gguf_max_logit_diff for p in self.prompts if p.lora_gguf_max_logit_diff is not None]
         return max(values) if values else 0.0
 
     @property
@@ -130,7 +133,7 @@ def check(
 
     if not 0 <= threshold <= 1:
         raise LmfError(f"--threshold must be in [0, 1], got {threshold}")
-    tuned, tokenizer, _ = load_tuned(path)
+    tuned, tokenizer, info = load_tuned(path)
     merged, _, _ = merged_model(path)
     params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
     runners = {
@@ -143,6 +146,8 @@ def check(
             file = write_gguf(merged, tokenizer, Path(tmp) / "merged-f32.gguf", outtype="f32")
             runners["gguf"] = lmfoundry.load(str(file), backend="llama_cpp")
             report.gguf_backend = "llama_cpp"
+            if info.method == "lora":
+                runners["lora_gguf"] = _lora_gguf_runner(tuned, info, Path(tmp))
         for prompt in prompts or list(DEFAULT_PROMPTS):
             ids = runners["adapter"].prompt_ids(prompt)
             out = {k: r.generate(prompt, params) for k, r in runners.items()}
@@ -164,8 +169,39 @@ def check(
                     gguf_agreement=agreement(out["adapter"].token_ids, gguf_out.token_ids)
                     if gguf_out
                     else None,
+                    **_lora_gguf_fields(runners, out, ids, reference),
                 )
             )
-        if gguf:
-            runners["gguf"].runtime.llm.close()
+        for key in ("gguf", "lora_gguf"):
+            if key in runners:
+                runners[key].runtime.llm.close()
     return report
+
+
+def _lora_gguf_runner(tuned: Any, info: Any, folder: Path) -> Any:
+    """The unmerged base as an f32 GGUF with the adapter applied by llama.cpp as a GGUF LoRA."""
+    from lmfoundry.finetune.artifacts import load_base
+    from lmfoundry.finetune.export_gguf import write_gguf
+    from lmfoundry.finetune.export_gguf_lora import write_lora_gguf
+    from lmfoundry.generate.engine import LoadedModel
+    from lmfoundry.generate.llamacpp_backend import LlamaCppBackend
+
+    lora = write_lora_gguf(tuned, folder / "adapter-f32.gguf")
+    base_model, tokenizer = load_base(info)
+    base = write_gguf(base_model, tokenizer, folder / "base-f32.gguf", outtype="f32")
+    return LoadedModel("lora_gguf", LlamaCppBackend(base, lora_path=lora))
+
+
+def _lora_gguf_fields(
+    runners: dict[str, Any], out: dict[str, Any], ids: list[int], reference: Any
+) -> dict[str, Any]:
+    import numpy as np
+
+    if "lora_gguf" not in runners:
+        return {}
+    return {
+        "lora_gguf_max_logit_diff": float(
+            np.abs(_gguf_last_logits(runners["lora_gguf"], ids) - reference).max()
+        ),
+        "lora_gguf_agreement": agreement(out["adapter"].token_ids, out["lora_gguf"].token_ids),
+    }

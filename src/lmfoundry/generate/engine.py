@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
@@ -235,13 +236,22 @@ def load_model(
     if chosen == "llama_cpp":
         if resolved.gguf is None:
             raise LmfError(f"{name} has no GGUF file for the llama_cpp backend (use --backend transformers)")
-        if all_adapters:
-            raise LmfError("PEFT adapters need the transformers backend (export them to GGUF for llama.cpp)")
+        gguf_adapters = [a for a in all_adapters if str(a).endswith(".gguf")]
+        if len(gguf_adapters) != len(all_adapters) or len(gguf_adapters) > 1:
+            raise LmfError(
+                "the llama_cpp backend takes one GGUF LoRA adapter (`lmf export gguf RUN --lora`); "
+                "PEFT adapter folders need the transformers backend"
+            )
         template = resolved.profile.chat_template if resolved.profile else None
         from lmfoundry.generate.llamacpp_backend import LlamaCppBackend
 
-        runtime = LlamaCppBackend(resolved.gguf, threads=threads, chat_template=template)
+        lora = Path(gguf_adapters[0]) if gguf_adapters else None
+        if lora is not None and not lora.is_file():
+            raise LmfError(f"GGUF adapter not found: {lora}")
+        runtime = LlamaCppBackend(resolved.gguf, threads=threads, chat_template=template, lora_path=lora)
     else:
+        if any(str(a).endswith(".gguf") for a in all_adapters):
+            raise LmfError("GGUF LoRA adapters run on llama.cpp: pass --backend llama_cpp")
         from lmfoundry.generate.hf_backend import TransformersBackend
 
         runtime = TransformersBackend.load(name, adapters=adapters, threads=threads)

@@ -27,6 +27,7 @@ class LlamaCppBackend:
         n_ctx: int = 4096,
         threads: int | None = None,
         chat_template: str | None = None,
+        lora_path: Path | None = None,
     ) -> None:
         llama_cpp = require("llama_cpp", extra="llamacpp", package="llama-cpp-python")
         try:
@@ -34,6 +35,7 @@ class LlamaCppBackend:
                 model_path=str(gguf_path),
                 n_ctx=n_ctx,
                 n_threads=threads or os.cpu_count() or 2,
+                lora_path=str(lora_path) if lora_path else None,
                 verbose=False,
             )
         except ValueError as exc:

@@ -160,6 +160,9 @@ def test_check_passes_for_a_correct_export(
     assert code == 0 and report["ok"], report
     assert report["agreement"] == 1.0 and report["max_logit_diff"] < 1e-2
     assert report["gguf_backend"] == "llama_cpp"
+    # the adapter as a llama.cpp GGUF LoRA on the unmerged base was checked too
+    assert all(p["lora_gguf_max_logit_diff"] < 1e-2 for p in report["prompts"])
+    assert all(p["lora_gguf_agreement"] == 1.0 for p in report["prompts"])
 
 
 def test_check_fails_loudly_when_the_export_is_wrong(
@@ -176,3 +179,54 @@ def test_check_fails_loudly_when_the_export_is_wrong(
     monkeypatch.setitem(export_gguf.ARCHS, "LlamaForCausalLM", broken)
     assert main(["adapters", "check", run, "--max-new-tokens", "8"]) == 1
     assert "MISMATCH" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_lora_gguf_adapter_on_llama_cpp_matches_peft(kind: str, tmp_path: Path) -> None:
+    """Base GGUF + GGUF LoRA on llama.cpp gives peft's logits (non-identity LoRA init)."""
+    pytest.importorskip("llama_cpp")
+    import numpy as np
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from lmfoundry.finetune.export_gguf import write_gguf
+    from lmfoundry.finetune.export_gguf_lora import write_lora_gguf
+    from lmfoundry.generate.llamacpp_backend import LlamaCppBackend
+    from tiny import build_model, build_tokenizer
+
+    tokenizer, base = build_tokenizer(), build_model(kind)
+    base.config.architectures = [type(base).__name__]
+    write_gguf(base, tokenizer, tmp_path / "base.gguf", outtype="f32")
+    torch.manual_seed(1)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    model = get_peft_model(base, config)
+    write_lora_gguf(model, tmp_path / "lora.gguf")
+    ids = tokenizer("The quick brown fox jumps")["input_ids"]
+    with torch.no_grad():
+        expected = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
+        with model.disable_adapter():
+            plain = model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
+    llm = LlamaCppBackend(tmp_path / "base.gguf", n_ctx=256, lora_path=tmp_path / "lora.gguf").llm
+    llm.eval(ids)
+    got = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy()
+    llm.close()
+    assert np.abs(plain - expected).max() > 0.1  # the adapter changes the output ...
+    assert np.abs(got - expected).max() < 1e-3  # ... and llama.cpp applies it exactly
+
+
+def test_export_lora_cli_and_refusals(
+    ft_config: Callable[..., dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gguf
+
+    run = _train(ft_config)
+    out = tmp_path / "a.gguf"
+    assert main(["export", "gguf", run, "--lora", "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(out)
+    reader = gguf.GGUFReader(str(out))
+    assert reader.fields["general.type"].contents() == "adapter"
+    assert reader.fields["adapter.lora.alpha"].contents() == pytest.approx(16.0)  # peft default alpha 16
+    assert any(t.name.endswith(".lora_b") for t in reader.tensors)
+    ia3 = _train(ft_config, "ia3")
+    assert main(["export", "gguf", ia3, "--lora", "--out", str(tmp_path / "b.gguf")]) == 1
+    assert "LoRA only" in capsys.readouterr().err and not (tmp_path / "b.gguf").exists()
