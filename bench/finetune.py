@@ -10,8 +10,10 @@ peak RSS (VmHWM) is its own. Throughput counts non-padding input tokens over the
 
 Configurations: `baseline` (HF Trainer + peft LoRA, fp32), `ours` (lmf finetune LoRA, fp32:
 chunked completion-only loss), `ours_ac` (+ activation checkpointing), `ours_bf16_ac` (+ bf16
-autocast), `ours_qlora_ac` (4-bit NF4 base + activation checkpointing); also `ours_bf16`,
-`ours_qlora` (no checkpointing).
+autocast), `ours_qlora_ac` (4-bit NF4 base + activation checkpointing), `ours_qlora_ac_stored`
+(QLoRA on an NF4+double-quant store entry made beforehand, so the fp32 weights are never loaded:
+`lmf quantize MODEL --method nf4 --double-quant`); also `ours_bf16`, `ours_qlora` (no
+checkpointing) and `ours_qlora_ac_stored_emb` (the stored base also has int8 embeddings).
 """
 
 from __future__ import annotations
@@ -28,7 +30,20 @@ from typing import Any
 
 MODEL = "smollm2-135m-instruct"
 SEQ_LEN, BATCH, RANK, LR = 256, 4, 8, 2e-4
-CONFIGS = ("baseline", "ours", "ours_ac", "ours_bf16_ac", "ours_qlora_ac")
+CONFIGS = ("baseline", "ours", "ours_ac", "ours_bf16_ac", "ours_qlora_ac", "ours_qlora_ac_stored")
+STORED = {"ours_qlora_ac_stored": None, "ours_qlora_ac_stored_emb": "int8"}
+"""Configs that train on a quantized store entry -> the embedding method of that entry."""
+
+
+def stored_entry(model_name: str, embeddings: str | None) -> str:
+    """Name of the NF4+double-quant store entry of `model_name` (created once, in the parent)."""
+    from lmfoundry.models import store
+    from lmfoundry.models.quantize_store import create_quantized
+
+    name = f"{model_name}-nf4-dq" + (f"-emb-{embeddings}" if embeddings else "")
+    if not store.is_pulled(name):
+        create_quantized(model_name, "nf4", double_quant=True, name=name, embeddings=embeddings)
+    return name
 
 
 def _peak_rss() -> int:
@@ -157,6 +172,8 @@ def child(name: str, steps: int, model_name: str) -> dict[str, Any]:
         result = run_ours(steps, model_name, "lora", "bf16", checkpointing=True)
     elif name == "ours_qlora_ac":
         result = run_ours(steps, model_name, "qlora", "fp32", checkpointing=True)
+    elif name in STORED:
+        result = run_ours(steps, stored_entry(model_name, STORED[name]), "qlora", "fp32", checkpointing=True)
     else:
         raise SystemExit(f"unknown config {name}")
     result.update(
@@ -183,8 +200,15 @@ def main() -> int:
     if args.child:
         sys.stdout.write(json.dumps(child(args.child, args.steps, args.model)) + "\n")
         return 0
+    from lmfoundry.finetune.synthetic import make_dialogsum_synthetic
+    from lmfoundry.paths import lmf_home
+
+    if not (lmf_home() / "data" / "dialogsum-synthetic").is_dir():
+        make_dialogsum_synthetic()  # the bundled set, made on first use like `lmf finetune` does
     results = {}
     for name in args.configs.split(","):
+        if name in STORED:
+            stored_entry(args.model, STORED[name])  # outside the measured child process
         proc = subprocess.run(
             [sys.executable, __file__, "--child", name, "--steps", str(args.steps), "--model", args.model],
             capture_output=True,
@@ -200,9 +224,11 @@ def main() -> int:
         for r in results.values():
             r["speedup_vs_baseline"] = r["tokens_per_s"] / base["tokens_per_s"]
             r["rss_vs_baseline"] = r["peak_rss_bytes"] / base["peak_rss_bytes"]
-    for qlora, lora in (("ours_qlora", "ours"), ("ours_qlora_ac", "ours_ac")):
+    pairs = [("ours_qlora", "ours"), ("ours_qlora_ac", "ours_ac")]
+    pairs += [(name, "ours_ac") for name in STORED] + [(name, "ours") for name in STORED]
+    for qlora, lora in pairs:
         if qlora in results and lora in results:
-            results[qlora]["rss_vs_fp32_lora"] = (
+            results[qlora][f"rss_vs_{lora}"] = (
                 results[qlora]["peak_rss_bytes"] / results[lora]["peak_rss_bytes"]
             )
     summary = {

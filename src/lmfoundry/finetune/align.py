@@ -88,7 +88,7 @@ def _run_pairwise(
 ) -> dict[str, Any]:
     """reward and dpo: trl trainers on preference pairs, with a held-out check before and after."""
     from lmfoundry.finetune import hf_glue
-    from lmfoundry.finetune.artifacts import ArtifactInfo, load_starting_point, save_artifact
+    from lmfoundry.finetune.artifacts import ArtifactInfo, base_reference, load_starting_point, save_artifact
     from lmfoundry.finetune.methods import peft_config, trainable_parameters
 
     model, tokenizer = load_starting_point(config.model.name)
@@ -126,9 +126,8 @@ def _run_pairwise(
         trainer = train_dpo(model, tokenizer, train_pairs, eval_pairs, setup)
         after = preference_check(trainer.model, heldout, config.align.beta, reference)
         after.pop("logps", None)
-    info = ArtifactInfo(
-        config.model.name, config.method.name, stage=config.stage, template=config.data.template
-    )
+    base = base_reference(config.model.name)
+    info = ArtifactInfo(base, config.method.name, stage=config.stage, template=config.data.template)
     artifact = save_artifact(trainer.model, tokenizer, run_dir, info)
     trained, total = trainable_parameters(trainer.model)
     return {

@@ -75,6 +75,11 @@ def is_run(name: str) -> bool:
     )
 
 
+def base_reference(name: str) -> str:
+    """How an artifact names its base: run folders as absolute paths (cwd-independent reloads)."""
+    return str(Path(name).expanduser().resolve()) if is_run(name) else name
+
+
 def load_starting_point(name: str) -> tuple[Any, Any]:
     """A causal LM to train further: a model, or an earlier run's model with its adapter merged.
 

@@ -114,7 +114,7 @@ def run_ppo(
     import torch
 
     from lmfoundry.finetune import trainer as sft_trainer
-    from lmfoundry.finetune.artifacts import ArtifactInfo, save_artifact
+    from lmfoundry.finetune.artifacts import ArtifactInfo, base_reference, save_artifact
     from lmfoundry.finetune.callbacks import truncate_metrics
     from lmfoundry.finetune.methods import trainable_parameters
 
@@ -135,12 +135,10 @@ def run_ppo(
         torch.manual_seed(t.seed)
     loop = _Loop(config, policy, settings, state, reward_fn, train_prompts, eval_prompts, run_dir)
     loop.run(progress)
-    artifact = save_artifact(
-        policy.model,
-        policy.tokenizer,
-        run_dir,
-        ArtifactInfo(config.model.name, config.method.name, stage="ppo", template=config.data.template),
+    info = ArtifactInfo(
+        base_reference(config.model.name), config.method.name, stage="ppo", template=config.data.template
     )
+    artifact = save_artifact(policy.model, policy.tokenizer, run_dir, info)
     trained, total_params = trainable_parameters(policy.model)
     return {
         "steps": state.step,

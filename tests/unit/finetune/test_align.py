@@ -288,3 +288,28 @@ def test_resume_without_a_checkpoint_is_refused(tiny_llama_dir: Path, prefs: Pat
     config = _config("dpo", tiny_llama_dir, prefs, tmp_path / "never")
     with pytest.raises(LmfError, match="nothing to resume"):
         run_finetune(config, resume=True, progress=False)
+
+
+def test_dpo_starts_from_an_sft_run_and_reloads_on_its_merged_base(
+    tiny_llama_dir: Path, prefs: Path, ft_data: Path, tmp_path: Path
+) -> None:
+    """The documented chain: SFT run -> DPO with model.name = that run folder -> reload."""
+    from lmfoundry.finetune.artifacts import load_starting_point, load_tuned
+    from lmfoundry.finetune.dpo import preference_check
+    from lmfoundry.finetune.preference_data import build_pairs
+    from lmfoundry.finetune.sft import train_validation_records
+
+    sft = _config(
+        "sft", tiny_llama_dir, ft_data, tmp_path / "sft", data={"max_length": 96}, training={"max_steps": 2}
+    )
+    run_finetune(sft, progress=False)
+    dpo = _config("dpo", tmp_path / "sft", prefs, tmp_path / "dpo")
+    summary = run_finetune(dpo, progress=False)
+    tuned, tokenizer, info = load_tuned(tmp_path / "dpo")
+    assert Path(info.base_model) == (tmp_path / "sft").resolve()
+    start, _ = load_starting_point(str(tmp_path / "sft"))
+    _, held_out = train_validation_records(dpo.data)  # the pairs summary.json scored
+    pairs, _ = build_pairs(held_out, tokenizer, "plain", 48)
+    reference = preference_check(start, pairs, 0.1)["logps"]
+    reloaded = preference_check(tuned, pairs, 0.1, reference)
+    assert reloaded["implicit_margin"] == pytest.approx(summary["heldout_after"]["implicit_margin"], rel=1e-3)
