@@ -1,39 +1,74 @@
-"""Serving benchmark: continuous batching vs a naive one-request-at-a-time server.
+"""Serving benchmark: our server (continuous batching, and on its llama.cpp backend) against
+llama-cpp-python's own server and a naive one-request-at-a-time transformers server; plus the cost
+of mixing 4 LoRA adapters into the load.
 
-    .venv/bin/python bench/serve.py [--model smollm2-135m-instruct] [--clients 1 4 16] [--max-tokens 32]
+    .venv/bin/python bench/serve.py [--quick] [--model smollm2-135m-instruct] [--clients 1 4 16]
+                                    [--requests 2] [--max-tokens 32] [--threads 2]
 
-Both servers run the same weights (transformers, fp32, CPU) on 127.0.0.1 in this process. For each
-client count, that many streaming clients each send `--requests` completions; we report aggregate
-completion tokens/s (all tokens / wall time) and TTFT p50/p95 (client-side, first content chunk).
-Prints one JSON line.
+Every server runs as its own process on 127.0.0.1 (a free port) with `--threads` CPU threads and
+OMP_WAIT_POLICY=PASSIVE (what `lmf serve` sets); this process only sends requests. `--quick` sends
+1 request per client of at most 16 tokens. Targets, all on the packaged model (the GGUF found by
+`lmfoundry.models.catalog`):
+
+- `batched`: `lmf serve MODEL --backend transformers` (fp32, continuous batching)
+- `naive`: the same fp32 weights behind a lock, one request at a time (this file, `--naive-server`)
+- `ours_gguf`: `lmf serve <packaged GGUF> --backend llama_cpp` (sequential, like llama.cpp's slots)
+- `llama_cpp_server`: `python -m llama_cpp.server --model <packaged GGUF>` with
+  `--interrupt_requests False` (its default True ends a running stream as soon as another request
+  waits, which would cut every concurrent stream short); it needs
+  `pip install sse-starlette starlette-context pydantic-settings`
+
+For each client count, that many streaming clients each send `--requests` completions in a row
+(`/v1/completions`, a ChatML-formatted question, greedy, `--max-tokens` new tokens at most);
+we report aggregate completion tokens/s (all tokens / wall time) and TTFT p50/p95 (client side,
+first non-empty text chunk). The adapter part serves `batched` with 4 random-but-valid LoRA
+adapters loaded (cached under the temp dir) and compares requests spread evenly over
+`bench:adapter0..3` with base-only requests to the same server. Prints one JSON line; ratios are
+what to compare (the machine is shared and noisy).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-PROMPTS = [
+QUESTIONS = [
     "Write a short note about the sea.",
     "Explain what a CPU cache is.",
     "List three fruits and their colours.",
     "Describe a quiet morning in a small town.",
 ]
+# Raw completions of an instruct model's bare question often end at once (EOS); a ChatML-formatted
+# prompt (SmolLM2's template, written out so every server tokenizes the same text) gets answers.
+PROMPTS = [f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n" for q in QUESTIONS]
+N_ADAPTERS = 4
+SERVED_NAME = "bench"
 
 
+# -- the naive baseline server (run as a subprocess of this file) ------------------------------
 def naive_app(model: Any) -> Any:
     """The baseline: a lock around the engine's single-request stream (no batching)."""
     from fastapi import FastAPI
     from fastapi.responses import StreamingResponse
 
     app, lock = FastAPI(), threading.Lock()
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": SERVED_NAME, "object": "model"}]}
 
     @app.post("/v1/completions")
     def complete(body: dict[str, Any]) -> Any:
@@ -54,7 +89,69 @@ def naive_app(model: Any) -> Any:
     return app
 
 
-async def one_request(client: Any, prompt: str, max_tokens: int, model: str) -> tuple[float, int]:
+def run_naive_server(model_name: str, port: int, threads: int) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `lmf serve` does; before torch loads
+    import uvicorn
+
+    import lmfoundry
+
+    model = lmfoundry.load(model_name, backend="transformers", threads=threads)
+    uvicorn.run(naive_app(model), host="127.0.0.1", port=port, log_level="warning")
+    return 0
+
+
+# -- processes ----------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server_process(
+    name: str, command: list[str], port: int, log_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Start `command`, wait until GET /v1/models answers 200, yield the base URL, then stop it."""
+    import httpx
+
+    url = f"http://127.0.0.1:{port}"
+    log = (log_dir / f"{name}.log").open("w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited with {process.returncode}; see {log_dir / name}.log")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not answer within 300 s; see {log_dir / name}.log")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/v1/models", timeout=5).status_code == 200:
+                    break
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def lmf_serve_command(model: str, backend: str, port: int, args: argparse.Namespace) -> list[str]:
+    most = max(args.clients)
+    return [
+        *(sys.executable, "-m", "lmfoundry.cli.main", "serve", model, "--backend", backend),
+        *("--served-model-name", SERVED_NAME, "--port", str(port), "--threads", str(args.threads)),
+        *("--embedder", "none", "--batch-dir", "none", "--timeout", "0"),
+        *("--max-batch", str(most), "--max-queue", str(4 * most)),
+    ]
+
+
+# -- load generation ------------------------------------------------------------------------------
+async def one_request(client: Any, prompt: str, max_tokens: int, model: str) -> tuple[float, int, str]:
+    """One streaming completion: (TTFT, completion tokens, where the count came from)."""
     body = {
         "model": model,
         "prompt": prompt,
@@ -63,40 +160,55 @@ async def one_request(client: Any, prompt: str, max_tokens: int, model: str) -> 
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    start, ttft, tokens = time.perf_counter(), None, 0
+    start, ttft, usage, chunks = time.perf_counter(), None, None, 0
     async with client.stream("POST", "/v1/completions", json=body) as response:
-        response.raise_for_status()
+        if response.status_code != 200:
+            raise RuntimeError(f"{model}: HTTP {response.status_code}: {(await response.aread())[:300]!r}")
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
-            if chunk.get("choices") and chunk["choices"][0].get("text") and ttft is None:
-                ttft = time.perf_counter() - start
+            if chunk.get("choices") and chunk["choices"][0].get("text"):
+                chunks += 1
+                ttft = ttft if ttft is not None else time.perf_counter() - start
             if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-    return (ttft if ttft is not None else time.perf_counter() - start), tokens
+                usage = chunk["usage"]["completion_tokens"]
+    if usage is None and chunks == 0:
+        raise RuntimeError(f"{model}: a request produced no text")
+    # llama-cpp-python streams one chunk per token and sends no usage: count the chunks then.
+    return (
+        (ttft if ttft is not None else time.perf_counter() - start),
+        (usage if usage is not None else chunks),
+        ("usage" if usage is not None else "chunks"),
+    )
 
 
-async def load_test(url: str, clients: int, requests: int, max_tokens: int, model: str) -> dict[str, Any]:
+async def load_test(
+    url: str, clients: int, requests: int, max_tokens: int, models: list[str]
+) -> dict[str, Any]:
+    """`clients` concurrent clients, `requests` each; request i of client k uses models[(k+i) % len]."""
     import httpx
 
     async with httpx.AsyncClient(base_url=url, timeout=600) as client:
 
-        async def worker(k: int) -> list[tuple[float, int]]:
+        async def worker(k: int) -> list[tuple[float, int, str]]:
             return [
-                await one_request(client, PROMPTS[(k + i) % len(PROMPTS)], max_tokens, model)
+                await one_request(
+                    client, PROMPTS[(k + i) % len(PROMPTS)], max_tokens, models[(k + i) % len(models)]
+                )
                 for i in range(requests)
             ]
 
         start = time.perf_counter()
         results = [r for rs in await asyncio.gather(*(worker(k) for k in range(clients))) for r in rs]
         wall = time.perf_counter() - start
-    ttfts = sorted(t for t, _ in results)
-    tokens = sum(n for _, n in results)
+    ttfts = sorted(t for t, _, _ in results)
+    tokens = sum(n for _, n, _ in results)
     return {
         "clients": clients,
         "requests": len(results),
         "tokens": tokens,
+        "token_count": sorted({s for _, _, s in results}),
         "wall_s": round(wall, 3),
         "tokens_per_s": round(tokens / wall, 2),
         "ttft_p50_s": round(statistics.median(ttfts), 4),
@@ -104,44 +216,186 @@ async def load_test(url: str, clients: int, requests: int, max_tokens: int, mode
     }
 
 
+def sweep(label: str, url: str, args: argparse.Namespace, models: list[str], clients: list[int]) -> list[Any]:
+    asyncio.run(load_test(url, 1, 1, 4, models[:1]))  # warm-up
+    rows = []
+    for n in clients:
+        rows.append(asyncio.run(load_test(url, n, args.requests, args.max_tokens, models)))
+        print(f"{label} x{n}: {rows[-1]}", file=sys.stderr, flush=True)
+    return rows
+
+
+# -- adapters -------------------------------------------------------------------------------------
+def make_adapters(model_name: str, root: Path, count: int) -> list[Path]:
+    """`count` different LoRA adapters (the project's default all-linear r=8 shape, small random
+    B so outputs move but stay text), saved with save_pretrained and cached under `root`."""
+    paths = [root / f"adapter{i}" for i in range(count)]
+    if all((p / "adapter_config.json").is_file() for p in paths):
+        return paths
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from lmfoundry.fsutil import atomic_dir
+    from lmfoundry.models.load import load_hf_model
+
+    model, _ = load_hf_model(model_name)
+    for i, path in enumerate(paths):
+        if (path / "adapter_config.json").is_file():
+            continue
+        torch.manual_seed(1000 + i)
+        config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM")
+        peft_model = get_peft_model(model, config)
+        with torch.no_grad():
+            for name, param in peft_model.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(0.0, 0.02)
+        with atomic_dir(path) as tmp:
+            peft_model.save_pretrained(str(tmp))
+        model = peft_model.unload()
+    return paths
+
+
+# -- main -----------------------------------------------------------------------------------------
+def packaged_gguf(model_name: str) -> Path:
+    from lmfoundry.models.catalog import CATALOG, packaged_gguf
+    from lmfoundry.paths import lmf_home
+
+    return packaged_gguf(CATALOG[model_name], lmf_home() / "models" / "packaged")
+
+
+def ratio(a: list[dict[str, Any]], b: list[dict[str, Any]], clients: int) -> float | None:
+    x = next((r["tokens_per_s"] for r in a if r["clients"] == clients), None)
+    y = next((r["tokens_per_s"] for r in b if r["clients"] == clients), None)
+    return round(x / y, 3) if x and y else None
+
+
+def run_targets(args: argparse.Namespace, gguf: Path, logs: Path, report: dict[str, Any]) -> None:
+    targets: dict[str, tuple[list[str], dict[str, str] | None]] = {}
+    port = free_port()
+    targets["batched"] = (lmf_serve_command(args.model, "transformers", port, args), None)
+    targets["ours_gguf"] = (lmf_serve_command(str(gguf), "llama_cpp", port, args), None)
+    targets["llama_cpp_server"] = (
+        [
+            *(sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", SERVED_NAME),
+            *("--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"),
+            *("--n_threads", str(args.threads), "--n_threads_batch", str(args.threads)),
+            *("--interrupt_requests", "False", "--verbose", "False"),
+        ],
+        None,
+    )
+    naive = [sys.executable, __file__, "--naive-server", str(port), "--model", args.model]
+    targets["naive"] = ([*naive, "--threads", str(args.threads)], None)
+    for label in args.targets:
+        command, env = targets[label]
+        with server_process(label, command, port, logs, env) as url:
+            report["targets"][label] = sweep(label, url, args, [SERVED_NAME], args.clients)
+
+
+def run_adapters(args: argparse.Namespace, logs: Path, report: dict[str, Any]) -> None:
+    root = Path(tempfile.gettempdir()) / "lmf-bench-serve-adapters" / args.model
+    paths = make_adapters(args.model, root, N_ADAPTERS)
+    port = free_port()
+    command = lmf_serve_command(args.model, "transformers", port, args)
+    for i, path in enumerate(paths):
+        command += ["--adapter", f"adapter{i}={path}"]
+    command += ["--max-adapters", str(N_ADAPTERS)]
+    mixed_names = [f"{SERVED_NAME}:adapter{i}" for i in range(N_ADAPTERS)]
+    base: list[Any] = []
+    mixed: list[Any] = []
+    with server_process("adapters", command, port, logs) as url:
+        asyncio.run(load_test(url, 1, 1, 4, mixed_names))  # warm-up of every adapter path
+        for n in args.adapter_clients:  # interleaved so drifting machine load hits both alike
+            base += sweep(f"adapters base-only x{n}", url, args, [SERVED_NAME], [n])
+            mixed += sweep(f"adapters mixed x{n}", url, args, mixed_names, [n])
+    report["adapters"] = {
+        "count": N_ADAPTERS,
+        "lora": "r=8, alpha=16, all-linear",
+        "base_only": base,
+        "mixed": mixed,
+        "mixed_vs_base_only": {str(n): ratio(mixed, base, n) for n in args.adapter_clients},
+    }
+
+
+def summarise(report: dict[str, Any], args: argparse.Namespace) -> None:
+    t, top = report["targets"], max(args.clients)
+    get = lambda name: t.get(name, [])  # noqa: E731
+    ratios = {
+        f"batched_vs_naive_x{top}": ratio(get("batched"), get("naive"), top),
+        f"batched_vs_llama_cpp_server_x{top}": ratio(get("batched"), get("llama_cpp_server"), top),
+        f"ours_gguf_vs_llama_cpp_server_x{top}": ratio(get("ours_gguf"), get("llama_cpp_server"), top),
+        f"best_ours_vs_llama_cpp_server_x{top}": None,
+    }
+    ours = [ratios[f"batched_vs_llama_cpp_server_x{top}"], ratios[f"ours_gguf_vs_llama_cpp_server_x{top}"]]
+    if any(r is not None for r in ours):
+        ratios[f"best_ours_vs_llama_cpp_server_x{top}"] = max(r for r in ours if r is not None)
+    report["ratios"] = ratios
+    mix = report.get("adapters", {}).get("mixed_vs_base_only", {})
+    vs_naive = ratios[f"batched_vs_naive_x{top}"]
+    best = ratios[f"best_ours_vs_llama_cpp_server_x{top}"]
+    report["goals"] = {
+        "x16_batched_ge_3x_naive": None if vs_naive is None else vs_naive >= 3.0,
+        "x16_ours_ge_llama_cpp_server": None if best is None else best >= 1.0,
+        "adapter_mix_ge_0.85x_base_only": None
+        if not mix or None in mix.values()
+        else all(v >= 0.85 for v in mix.values()),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
+    all_targets = ["batched", "ours_gguf", "llama_cpp_server", "naive"]
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="a packaged model (catalog name)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--adapter-clients", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--requests", type=int, default=2, help="requests per client")
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of every server")
+    parser.add_argument(
+        "--targets",
+        nargs="*",
+        choices=all_targets,
+        default=all_targets,
+        help="servers to compare (none: adapters only)",
+    )
+    parser.add_argument("--no-adapters", action="store_true", help="skip the adapter-mix part")
+    parser.add_argument("--quick", action="store_true", help="1 request per client, 16 new tokens")
+    parser.add_argument("--naive-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `lmf serve` does; before torch loads
-
-    import lmfoundry
-    from lmfoundry.serve.app import create_app
-    from lmfoundry.serve.runner import running_server
-    from lmfoundry.serve.service import ServedModel, ServeOptions
-
-    model = lmfoundry.load(args.model, backend="transformers")
-    options = ServeOptions(embedder=None, max_batch=max(args.clients), max_queue=4 * max(args.clients))
-    served = ServedModel.create(model, name="bench", options=options)
+    if args.naive_server:
+        return run_naive_server(args.model, args.naive_server, args.threads)
+    if args.quick:
+        args.requests, args.max_tokens = 1, 16
+    # `lmf serve` sets this for itself; every server gets the same value so the comparison is of
+    # servers, not of OpenMP settings (llama-cpp-python's wheel uses OpenMP too, and spin-waiting
+    # threads crawl on an oversubscribed machine).
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    gguf = packaged_gguf(args.model)
     report: dict[str, Any] = {
         "bench": "serve",
         "model": args.model,
+        "gguf": gguf.name,
         "max_tokens": args.max_tokens,
         "requests_per_client": args.requests,
-        "batched": [],
-        "naive": [],
+        "threads": args.threads,
+        "omp_wait_policy": "PASSIVE",
+        "load_average_start": round(os.getloadavg()[0], 2),
+        "targets": {},
     }
-    try:
-        for label, app in (("batched", create_app(served, options)), ("naive", naive_app(model))):
-            with running_server(app) as url:
-                asyncio.run(load_test(url, 1, 1, 4, "bench"))  # warm-up
-                for clients in args.clients:
-                    report[label].append(
-                        asyncio.run(load_test(url, clients, args.requests, args.max_tokens, "bench"))
-                    )
-                    print(f"{label} x{clients}: {report[label][-1]}", file=sys.stderr)
-    finally:
-        served.close()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="lmf-bench-serve-") as logs:
+        try:
+            run_targets(args, gguf, Path(logs), report)
+            if not args.no_adapters:
+                run_adapters(args, Path(logs), report)
+        except RuntimeError:
+            for log in sorted(Path(logs).glob("*.log")):
+                print(f"--- {log.name}\n{log.read_text()[-2000:]}", file=sys.stderr)
+            raise
+    report["load_average_end"] = round(os.getloadavg()[0], 2)
+    report["total_s"] = round(time.perf_counter() - started, 1)
+    summarise(report, args)
     print(json.dumps(report))
     return 0
 

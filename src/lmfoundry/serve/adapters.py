@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
+from lmfoundry.serve import lora_stack
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -206,6 +207,7 @@ def attach_lora(model: Any, name: str, path: Path) -> Any:
         detach_lora(wrapper, name)
         raise InvalidInputError(f"adapter {name!r} does not fit this model: {exc}") from exc
     wrapper.eval()
+    lora_stack.install(wrapper)  # mixed-adapter batches in a fixed number of ops per layer
     return wrapper
 
 
@@ -214,4 +216,5 @@ def detach_lora(model: Any, name: str) -> Any:
     if list(model.peft_config) == [name]:
         return model.unload()
     model.delete_adapter(name)
+    lora_stack.invalidate(model)
     return model
