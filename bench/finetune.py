@@ -33,6 +33,8 @@ SEQ_LEN, BATCH, RANK, LR = 256, 4, 8, 2e-4
 CONFIGS = ("baseline", "ours", "ours_ac", "ours_bf16_ac", "ours_qlora_ac", "ours_qlora_ac_stored")
 STORED = {"ours_qlora_ac_stored": None, "ours_qlora_ac_stored_emb": "int8"}
 """Configs that train on a quantized store entry -> the embedding method of that entry."""
+LEAN = "_lean"
+"""Suffix for any config: the same run with `training.lean_allocator` (glibc returns freed memory)."""
 
 
 def stored_entry(model_name: str, embeddings: str | None) -> str:
@@ -158,6 +160,12 @@ def run_ours(
 
 
 def child(name: str, steps: int, model_name: str) -> dict[str, Any]:
+    config_name = name
+    if name.endswith(LEAN):
+        from lmfoundry.models.allocator import use_lean_allocator
+
+        use_lean_allocator()
+        name = name.removesuffix(LEAN)
     if name == "baseline":
         result = run_baseline(steps, model_name)
     elif name == "ours":
@@ -177,7 +185,7 @@ def child(name: str, steps: int, model_name: str) -> dict[str, Any]:
     else:
         raise SystemExit(f"unknown config {name}")
     result.update(
-        config=name,
+        config=config_name,
         steps=steps,
         peak_rss_bytes=_peak_rss(),
         tokens_per_s=result["tokens"] / result["seconds"],
@@ -191,7 +199,9 @@ def main() -> int:
         "--steps", type=int, default=6, help="timed optimizer steps per config (plus one warm-up)"
     )
     parser.add_argument(
-        "--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {','.join(CONFIGS)}"
+        "--configs",
+        default=",".join(CONFIGS),
+        help=f"comma-separated subset of {','.join(CONFIGS)}; any name + {LEAN}: lean allocator",
     )
     parser.add_argument("--out", type=Path, help="write the JSON results here too")
     parser.add_argument("--model", default=MODEL, help=f"model to train (default {MODEL})")
@@ -207,8 +217,8 @@ def main() -> int:
         make_dialogsum_synthetic()  # the bundled set, made on first use like `lmf finetune` does
     results = {}
     for name in args.configs.split(","):
-        if name in STORED:
-            stored_entry(args.model, STORED[name])  # outside the measured child process
+        if name.removesuffix(LEAN) in STORED:
+            stored_entry(args.model, STORED[name.removesuffix(LEAN)])  # outside the measured child process
         proc = subprocess.run(
             [sys.executable, __file__, "--child", name, "--steps", str(args.steps), "--model", args.model],
             capture_output=True,
@@ -226,6 +236,7 @@ def main() -> int:
             r["rss_vs_baseline"] = r["peak_rss_bytes"] / base["peak_rss_bytes"]
     pairs = [("ours_qlora", "ours"), ("ours_qlora_ac", "ours_ac")]
     pairs += [(name, "ours_ac") for name in STORED] + [(name, "ours") for name in STORED]
+    pairs += [(q + LEAN, lora + LEAN) for q, lora in pairs]
     for qlora, lora in pairs:
         if qlora in results and lora in results:
             results[qlora][f"rss_vs_{lora}"] = (

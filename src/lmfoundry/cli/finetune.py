@@ -70,6 +70,8 @@ def _finetune(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    if summary.get("process_index"):  # a non-main process of `accelerate launch`: main reports
+        return 0
     _track(args, config, summary)
     if args.json:
         print_json(summary)

@@ -69,9 +69,12 @@ def run_alignment(
     import torch
 
     from lmfoundry.finetune.sft import prepare_run_dir
+    from lmfoundry.models.allocator import use_lean_allocator
 
     if config.training.threads:
         torch.set_num_threads(config.training.threads)
+    if config.training.lean_allocator:
+        use_lean_allocator()
     run_dir = prepare_run_dir(config, resume)
     started = time.perf_counter()
     if config.stage == "ppo":

@@ -22,8 +22,26 @@ if TYPE_CHECKING:
 
 
 def hf_model(model: Any) -> Any:
-    """The transformers model inside a peft wrapper (or the model itself)."""
+    """The transformers model inside a DDP and/or peft wrapper (or the model itself)."""
+    model = unwrap_parallel(model)
     return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def unwrap_parallel(model: Any) -> Any:
+    """The module inside torch's DistributedDataParallel / FSDP wrappers (or the model itself)."""
+    import torch
+
+    wrappers: tuple[type, ...] = (torch.nn.parallel.DistributedDataParallel,)
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        wrappers += (FullyShardedDataParallel,)
+    except ImportError:  # torch built without distributed support
+        pass
+    inner: Any = model
+    while isinstance(inner, wrappers):
+        inner = getattr(inner, "module")  # noqa: B009 (mypy cannot narrow the wrapper types)
+    return inner
 
 
 @contextlib.contextmanager

@@ -116,8 +116,11 @@ def run_ppo(
     from lmfoundry.finetune import trainer as sft_trainer
     from lmfoundry.finetune.artifacts import ArtifactInfo, base_reference, save_artifact
     from lmfoundry.finetune.callbacks import truncate_metrics
+    from lmfoundry.finetune.distributed import launched_world_size
     from lmfoundry.finetune.methods import trainable_parameters
 
+    if launched_world_size() > 1:
+        raise LmfError("stage ppo runs in one process: start it without accelerate launch / torchrun")
     t, a = config.training, config.align
     policy = build_policy(config)
     train_prompts, eval_prompts = prompt_ids(config, policy.tokenizer)

@@ -166,16 +166,22 @@ def finetune(
         read_metrics,
         truncate_metrics,
     )
+    from lmfoundry.finetune.distributed import make_ranks
     from lmfoundry.finetune.methods import prepare_model, trainable_parameters
+    from lmfoundry.models.allocator import use_lean_allocator
     from lmfoundry.models.load import load_hf_model
     from lmfoundry.models.memory_measure import peak_rss_bytes
 
     t = config.training
     if config.stage != "sft":
         raise LmfError(f"finetune() runs stage sft; use run_finetune() for stage {config.stage}")
-    run_dir = prepare_run_dir(config, resume)
+    ranks = make_ranks(t.accelerate)
+    run_dir = prepare_run_dir(config, resume)  # every process: identical, atomic writes
+    ranks.wait()
     if t.threads:
         torch.set_num_threads(t.threads)
+    if t.lean_allocator:
+        use_lean_allocator()
     started = time.perf_counter()
     model, tokenizer = load_hf_model(config.model.name)
     train_set, eval_set, reports = load_data(config.data, tokenizer)
@@ -183,17 +189,23 @@ def finetune(
     model = prepare_model(model, config.method, steps, t.seed)
     if t.activation_checkpointing:
         enable_activation_checkpointing(model)
-    loop = trainer.make_loop(model, train_set, eval_set, t, tokenizer.pad_token_id)
+    loop = trainer.make_loop(model, train_set, eval_set, t, tokenizer.pad_token_id, ranks=ranks)
     _adalora_hooks(loop, config.method.name)
     checkpoint = run_dir / trainer.CHECKPOINT_DIR
     if resume:
         trainer.load_checkpoint(loop, checkpoint)
-        truncate_metrics(run_dir / METRICS_FILE, loop.state.step)
+        if ranks.is_main:
+            truncate_metrics(run_dir / METRICS_FILE, loop.state.step)
     else:
         torch.manual_seed(t.seed)
-    with ProgressBar(loop.state.total_steps, loop.state.step, enabled=progress) as bar:
-        loop.callbacks = [MetricsFile(run_dir / METRICS_FILE), bar, *(callbacks or [])]
+    with ProgressBar(loop.state.total_steps, loop.state.step, enabled=progress and ranks.is_main) as bar:
+        if ranks.is_main:  # the other processes of a launched run write nothing
+            loop.callbacks = [MetricsFile(run_dir / METRICS_FILE), bar, *(callbacks or [])]
         state = trainer.fit(loop, checkpoint)
+    ranks.wait()
+    if not ranks.is_main:
+        summary = {"run_dir": str(run_dir), "process_index": ranks.rank, "steps": state.step}
+        return FinetuneResult(summary, model.eval(), tokenizer)
     info = ArtifactInfo(
         config.model.name,
         config.method.name,
@@ -210,6 +222,7 @@ def finetune(
         "run_dir": str(run_dir),
         "method": config.method.name,
         "steps": state.step,
+        "processes": ranks.world,
         "total_steps": state.total_steps,
         "stopped_early": state.stopped_early,
         "train_loss": sum(window) / len(window) if window else None,

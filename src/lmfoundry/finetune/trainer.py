@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lmfoundry.errors import LmfError
+from lmfoundry.finetune.distributed import Ranks
 from lmfoundry.fsutil import atomic_dir, atomic_write_text
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ class Loop:
     """The pieces of one training run (built by `make_loop`)."""
 
     model: Any
+    """The model itself (peft-wrapped): its state is what checkpoints and artifacts hold."""
     train: Sequence[Example]
     eval: Sequence[Example]
     config: TrainingConfig
@@ -76,17 +78,25 @@ class Loop:
     """Optional fn(model) -> tensor added to the loss (AdaLoRA's orthogonality term)."""
     after_backward: Any = None
     """Optional fn(model, step) after backward, before zero_grad (AdaLoRA's rank budget)."""
+    ranks: Ranks = field(default_factory=Ranks)
+    forward_model: Any = None
+    """What forward/backward run on: `model`, or its DDP/FSDP wrapper under a launcher."""
+
+    def __post_init__(self) -> None:
+        if self.forward_model is None:
+            self.forward_model = self.model
 
 
 def micro_batches_per_epoch(n_examples: int, batch_size: int) -> int:
     return math.ceil(n_examples / batch_size)
 
 
-def total_steps(n_examples: int, config: TrainingConfig) -> int:
+def total_steps(n_examples: int, config: TrainingConfig, world: int = 1) -> int:
+    """Optimizer steps of the run (`world` processes each take one micro-batch per slot)."""
     if config.max_steps:
         return config.max_steps
     per_epoch = micro_batches_per_epoch(n_examples, config.batch_size)
-    return max(1, math.ceil(config.epochs * per_epoch / config.grad_accumulation))
+    return max(1, math.ceil(config.epochs * per_epoch / (config.grad_accumulation * world)))
 
 
 def micro_batch(examples: Sequence[T], k: int, batch_size: int, seed: int) -> list[T]:
@@ -134,11 +144,18 @@ def make_loop(
     config: TrainingConfig,
     pad_id: int,
     callbacks: list[Callback] | None = None,
+    ranks: Ranks | None = None,
 ) -> Loop:
+    """Optimizer, scheduler and state for training `model`; `ranks` for a multi-process run.
+
+    Under a launcher the processes split each optimizer step's micro-batches, so one epoch is
+    `world` times fewer steps.
+    """
     if not train:
         raise LmfError("no training examples")
-    total = total_steps(len(train), config)
-    optimizer = make_optimizer(model, config)
+    ranks = ranks or Ranks()
+    total = total_steps(len(train), config, ranks.world)
+    forward_model, optimizer = ranks.prepare(model, make_optimizer(model, config))
     scheduler = make_scheduler(optimizer, config, total)
     return Loop(
         model,
@@ -150,40 +167,48 @@ def make_loop(
         scheduler,
         TrainState(total_steps=total),
         callbacks or [],
+        ranks=ranks,
+        forward_model=forward_model,
     )
 
 
 def train_step(loop: Loop) -> float:
     """One optimizer step over `grad_accumulation` micro-batches; returns the mean loss."""
-    import torch
-
     from lmfoundry.finetune.data import collate
     from lmfoundry.finetune.loss import chunked_loss
 
-    cfg, model = loop.config, loop.model
-    model.train()
+    cfg, model, ranks = loop.config, loop.model, loop.ranks
+    loop.forward_model.train()
     losses, tokens = [], 0
     for j in range(cfg.grad_accumulation):
-        k = loop.state.step * cfg.grad_accumulation + j
+        # global micro-batch index: the processes of a launched run take consecutive ones
+        k = (loop.state.step * cfg.grad_accumulation + j) * ranks.world + ranks.rank
         batch = collate(micro_batch(loop.train, k, cfg.batch_size, cfg.seed), loop.pad_id)
+        batch = on_device_of(loop.forward_model, batch)
         with autocast(cfg.precision):
-            loss, _ = chunked_loss(model, batch, cfg.loss_chunk)
+            loss, _ = chunked_loss(loop.forward_model, batch, cfg.loss_chunk)
         if loop.extra_loss is not None:
             loss = loss + loop.extra_loss(model)
-        (loss / cfg.grad_accumulation).backward()
+        ranks.backward(loss / cfg.grad_accumulation)
         losses.append(float(loss.detach()))
         tokens += int(batch["attention_mask"].sum())
     if cfg.max_grad_norm:
         params = [p for group in loop.optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        ranks.clip_grad_norm(loop.forward_model, params, cfg.max_grad_norm)
     loop.optimizer.step()
     if loop.after_backward is not None:
         loop.after_backward(model, loop.state.step)
     loop.optimizer.zero_grad(set_to_none=True)
     loop.scheduler.step()
     loop.state.step += 1
-    loop.state.tokens += tokens
-    return sum(losses) / len(losses)
+    loop.state.tokens += int(ranks.total(tokens))
+    return ranks.mean(sum(losses) / len(losses))
+
+
+def on_device_of(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
+    """`batch` moved to where `model`'s weights are (a GPU under accelerate; a no-op on CPU)."""
+    device = next(model.parameters()).device
+    return {key: value.to(device) for key, value in batch.items()}
 
 
 def autocast(precision: str) -> Any:
@@ -197,27 +222,39 @@ def evaluate_loss(
     model: Any, examples: Sequence[Example], batch_size: int, pad_id: int, chunk: int, precision: str = "fp32"
 ) -> float | None:
     """Token-weighted mean cross-entropy over `examples` (None when there are none)."""
+    total, count = eval_loss_sums(model, examples, batch_size, pad_id, chunk, precision)
+    return total / count if count else None
+
+
+def eval_loss_sums(
+    model: Any, examples: Sequence[Example], batch_size: int, pad_id: int, chunk: int, precision: str = "fp32"
+) -> tuple[float, int]:
+    """(summed cross-entropy, target tokens) over `examples`: sums add up across processes."""
     import torch
 
     from lmfoundry.finetune.data import collate
     from lmfoundry.finetune.loss import chunked_loss
 
-    if not examples:
-        return None
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(examples), batch_size):
+            batch = on_device_of(model, collate(examples[start : start + batch_size], pad_id))
             with autocast(precision):
-                loss, n = chunked_loss(model, collate(examples[start : start + batch_size], pad_id), chunk)
+                loss, n = chunked_loss(model, batch, chunk)
             total, count = total + float(loss) * n, count + n
-    return total / count if count else None
+    return total, count
 
 
 def run_eval(loop: Loop) -> None:
-    """Measure the eval loss and update the early-stopping counters."""
-    cfg, state = loop.config, loop.state
-    loss = evaluate_loss(loop.model, loop.eval, cfg.batch_size, loop.pad_id, cfg.loss_chunk, cfg.precision)
+    """Measure the eval loss (each process a share of the set) and update early stopping."""
+    cfg, state, ranks = loop.config, loop.state, loop.ranks
+    share = list(loop.eval)[ranks.rank :: ranks.world]
+    total, count = eval_loss_sums(
+        loop.forward_model, share, cfg.batch_size, loop.pad_id, cfg.loss_chunk, cfg.precision
+    )
+    total, count = ranks.total(total), int(ranks.total(count))
+    loss = total / count if count else None
     state.eval_loss, state.eval_step = loss, state.step
     if state.step == 0:
         state.initial_eval_loss = loss
@@ -268,15 +305,21 @@ def fit(loop: Loop, checkpoint_dir: Path | None = None) -> TrainState:
             if _due(state.step, cfg.eval_every) and state.step < state.total_steps:
                 run_eval(loop)
             if checkpoint_dir is not None and _due(state.step, cfg.save_every):
-                save_checkpoint(loop, checkpoint_dir)
+                _save_on_main(loop, checkpoint_dir)
     except KeyboardInterrupt:
         if checkpoint_dir is not None:
-            save_checkpoint(loop, checkpoint_dir, rng_state=rng_at_step)
+            _save_on_main(loop, checkpoint_dir, rng_state=rng_at_step)
         raise
     run_eval(loop)
     if checkpoint_dir is not None:
-        save_checkpoint(loop, checkpoint_dir)
+        _save_on_main(loop, checkpoint_dir)
     return state
+
+
+def _save_on_main(loop: Loop, folder: Path, rng_state: torch.Tensor | None = None) -> None:
+    """Checkpoint from the main process only: the trainable tensors are equal on every process."""
+    if loop.ranks.is_main:
+        save_checkpoint(loop, folder, rng_state=rng_state)
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -1,0 +1,148 @@
+"""Data-parallel fine-tuning: 2 processes x batch 2 train exactly like 1 process x batch 4.
+
+The run is launched by torchrun (what `accelerate launch` does for DDP on GPUs; on CPU, accelerate
+uses gloo the same way), so this is the real `lmf finetune` under a real process group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lmfoundry.errors import InvalidInputError
+from lmfoundry.finetune.config import finetune_config_from_dict
+from lmfoundry.finetune.distributed import Ranks, launched_world_size, make_ranks
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _equal_length_records(tokenizer_dir: Path, path: Path) -> Path:
+    """16 distinct records whose prompts and summaries all have the same token counts.
+
+    Then every process's mean loss weighs tokens like the single process's mean does, and the
+    averaged gradients of 2 x 2 examples equal the gradient of the 4 examples together.
+    """
+    from transformers import AutoTokenizer
+
+    from lmfoundry.finetune.data import IGNORE_INDEX, tokenize_example
+    from lmfoundry.finetune.templates import plain
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    by_shape: dict[tuple[int, int], list[dict[str, str]]] = {}
+    for i in range(400):
+        dialogue = f"Person1: Is {i} ready? Person2: Yes, {i * 7 % 100} is."
+        record = {"dialogue": dialogue, "summary": f"{i} is ready."}
+        example = tokenize_example(tokenizer, *plain(record, "summarization"), max_length=64)
+        targets = sum(label != IGNORE_INDEX for label in example["labels"])
+        by_shape.setdefault((len(example["input_ids"]), targets), []).append(record)
+    records = max(by_shape.values(), key=len)[:16]
+    assert len(records) == 16
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def _config_file(ft_config: Callable[..., dict[str, Any]], data: Path, out: Path, batch: int) -> Path:
+    config = ft_config(
+        data={"path": str(data), "template": "plain", "eval_limit": 4},
+        method={"name": "lora", "options": {"lora_dropout": 0.0}},
+        training={"batch_size": batch, "max_steps": 3, "eval_every": 0, "save_every": 0, "threads": 1},
+        output_dir=str(out / "run"),
+    )
+    finetune_config_from_dict(config)  # valid as written
+    path = out / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def _lmf_finetune(config: Path, world: int) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "lmfoundry.cli.main", "finetune", str(config), "--json", "--no-track"]
+    if world > 1:
+        torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={world}"]
+        torchrun += ["--master_addr=127.0.0.1", f"--master_port={_free_port()}"]
+        command = [*torchrun, "-m", *command[2:]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
+def _weights(run: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "adapter" / "adapter_model.safetensors"))
+
+
+@pytest.mark.skipif(shutil.which("true") is None, reason="needs a POSIX system")
+def test_two_processes_train_like_one_with_twice_the_batch(
+    ft_config: Callable[..., dict[str, Any]], tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    data = _equal_length_records(tiny_llama_dir, tmp_path / "train.jsonl")
+    single_dir, ddp_dir = tmp_path / "single", tmp_path / "ddp"
+    single_dir.mkdir()
+    ddp_dir.mkdir()
+    single = _lmf_finetune(_config_file(ft_config, data, single_dir, batch=4), world=1)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = _lmf_finetune(_config_file(ft_config, data, ddp_dir, batch=2), world=2)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+
+    # only the main process reports and writes the run folder
+    reports = [json.loads(line) for line in ddp.stdout.splitlines() if line.startswith("{")]
+    summary = json.loads((ddp_dir / "run" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["steps"] == 3, ddp.stderr[-3000:]
+    assert len([r for r in reports if "processes" in r]) <= 1
+
+    expected = json.loads((single_dir / "run" / "summary.json").read_text())
+    assert summary["tokens"] == expected["tokens"]
+    assert summary["final_step_loss"] == pytest.approx(expected["final_step_loss"], abs=1e-5)
+    assert summary["eval_loss"] == pytest.approx(expected["eval_loss"], abs=1e-5)
+    ours, theirs = _weights(ddp_dir / "run"), _weights(single_dir / "run")
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        torch.testing.assert_close(ours[name], theirs[name], atol=1e-5, rtol=1e-4)
+    # and the training did move the adapter (B starts at zero)
+    assert any(float(t.abs().max()) > 0 for n, t in ours.items() if "lora_B" in n)
+
+
+def test_single_process_has_no_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert launched_world_size() == 1
+    ranks = make_ranks("auto")
+    assert ranks.accelerator is None and (ranks.rank, ranks.world, ranks.is_main) == (0, 1, True)
+    assert ranks.total(2.5) == 2.5 and ranks.mean(2.5) == 2.5
+    assert make_ranks("off").accelerator is None
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert launched_world_size() == 4
+    assert make_ranks("off") == Ranks()
+
+
+def test_unknown_accelerate_mode_is_refused(ft_config: Callable[..., dict[str, Any]]) -> None:
+    with pytest.raises(InvalidInputError, match="training.accelerate"):
+        finetune_config_from_dict(ft_config(training={"accelerate": "sometimes"}))
+    with pytest.raises(InvalidInputError, match="training.accelerate"):
+        make_ranks("yes")
+
+
+def test_ppo_refuses_a_launched_run(
+    ft_config: Callable[..., dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lmfoundry.errors import LmfError
+    from lmfoundry.finetune.ppo_run import run_ppo
+
+    config = finetune_config_from_dict(ft_config(stage="ppo", align={"reward_model": str(tmp_path)}))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(LmfError, match="stage ppo runs in one process"):
+        run_ppo(config, tmp_path, resume=False, progress=False)
