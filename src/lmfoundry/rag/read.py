@@ -86,6 +86,29 @@ def fit_documents(costs: Sequence[int], budget: int) -> tuple[list[int], list[in
     return kept, dropped
 
 
+_SENTENCE_SPAN = re.compile(r"[^.!?\n]+[.!?]*")
+
+
+def trim_repetition(answer: str, min_chars: int = 30) -> str:
+    """`answer` cut before the first sentence that repeats an earlier one word for word.
+
+    Small readers often give one right sentence and then loop on another until max_tokens
+    (greedy decoding; a repetition penalty makes the 135M model wander off instead, as tried on
+    the quickstart question). A repeat adds nothing, and the cut also drops the half sentence
+    max_tokens left at the end. Sentences shorter than `min_chars` (list markers, code lines)
+    may repeat freely.
+    """
+    seen: set[str] = set()
+    for match in _SENTENCE_SPAN.finditer(answer):
+        key = " ".join(match.group().split()).lower()
+        if len(key) < min_chars:
+            continue
+        if key in seen:
+            return answer[: match.start()].rstrip()
+        seen.add(key)
+    return answer
+
+
 def parse_citations(answer: str, n_documents: int) -> list[int]:
     """Document numbers cited as [0], [0, 2] or 'Document 1', in order of first mention."""
     found: list[tuple[int, int]] = []
@@ -212,7 +235,7 @@ def answer_with_citations(
         text, choice = cites.forced_answer(
             model, prompt, len(kept), lambda ids: generate_from_ids(model, ids, params)
         )
-        answer = text.strip()
+        answer = trim_repetition(text.strip())
         numbers = parse_citations(answer, len(kept))
         return answer, [
             cites.citation(
@@ -223,7 +246,7 @@ def answer_with_citations(
             )
             for n in numbers
         ]
-    answer = model.generate(messages, params).text.strip()
+    answer = trim_repetition(model.generate(messages, params).text.strip())
     numbers = parse_citations(answer, len(kept))
     if numbers or cite == "model" or cites.declined(answer, NO_ANSWER):
         return answer, [cites.citation(n, kept[n].chunk.source, "model") for n in numbers]

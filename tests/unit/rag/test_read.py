@@ -16,6 +16,7 @@ from lmfoundry.rag.read import (
     fit_documents,
     parse_citations,
     plan_context,
+    trim_repetition,
 )
 from lmfoundry.types import Chunk, Hit, SamplingParams
 
@@ -116,3 +117,20 @@ def test_ask_end_to_end_with_a_tiny_reader(corpus_dir: Path, embedder: Any, tiny
     again = ask("docs", "What is the capital of France?", model, k=3, params=params)
     assert again.answer == answer.answer  # greedy is deterministic
     json.dumps(answer.to_dict())
+
+
+def test_a_looping_answer_is_cut_at_the_first_repeated_sentence() -> None:
+    loop = "The assert statement is a shorthand for an assertion."
+    answer = "Assert does nothing when optimization is requested (Document 1).\n\n" + "\n\n".join([loop] * 6)
+    trimmed = trim_repetition(answer + "\n\nThe assert")
+    assert trimmed == "Assert does nothing when optimization is requested (Document 1).\n\n" + loop
+    # within one line as well
+    assert trim_repetition(f"{loop} {loop} {loop}") == loop
+
+
+def test_answers_without_long_repeats_are_left_alone() -> None:
+    plain = "Assert raises AssertionError when the expression is false. Under -O it is removed."
+    assert trim_repetition(plain) == plain
+    code = "Use:\n- x\n- x\nreturn x\nreturn x\nThe end."
+    assert trim_repetition(code) == code
+    assert trim_repetition("") == ""
