@@ -161,7 +161,7 @@ def bench_retrieval(
         results[mode] = ranking_scores(
             questions, lambda q, m=mode: sources(search_index(index, q, K, mode=m)), mode
         )
-    for spec in ("mmr", "mmr:0.8"):
+    for spec in ("mmr", "mmr:0.8", "per-source"):
         results[f"hybrid+{spec}"] = ranking_scores(
             questions, lambda q, s=spec: sources(search_index(index, q, K, rerank=s)), spec
         )

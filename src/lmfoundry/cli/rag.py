@@ -11,7 +11,10 @@ from lmfoundry.cli.common import add_json_flag, add_sampling_options, print_json
 from lmfoundry.errors import InvalidInputError
 
 _MODES = ["dense", "bm25", "hybrid"]
-_RERANK_HELP = "rerank candidates: mmr, mmr:LAMBDA, cross-encoder:PATH, llm or llm:MODEL"
+_RERANK_HELP = (
+    "rerank candidates: mmr, mmr:LAMBDA, per-source (one chunk per document; per-source:N for N), "
+    "cross-encoder:PATH, llm or llm:MODEL"
+)
 
 
 def register(subparsers: Any) -> None:

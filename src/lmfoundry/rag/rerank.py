@@ -1,8 +1,9 @@
-"""Reorder retrieved hits: MMR (relevance vs. diversity), a cross-encoder, or a reader LLM's
-yes/no relevance judgement.
+"""Reorder retrieved hits: MMR (relevance vs. diversity), at most N chunks per source, a
+cross-encoder, or a reader LLM's yes/no relevance judgement.
 
 Spec strings used by the CLI and `search(..., rerank=...)`: `mmr` or `mmr:0.7` (lambda),
-`cross-encoder:PATH` (any sentence-transformers CrossEncoder directory), `llm` or `llm:MODEL`.
+`per-source` or `per-source:2` (chunks kept per source document), `cross-encoder:PATH` (any
+sentence-transformers CrossEncoder directory), `llm` or `llm:MODEL`.
 """
 
 from __future__ import annotations
@@ -142,9 +143,37 @@ def _load_reader(name: str) -> tuple[Any, Any]:
     return load_hf_model(name)
 
 
+def per_source(hits: Sequence[Hit], k: int, limit: int = 1) -> list[Hit]:
+    """The first k hits in rank order, keeping at most `limit` chunks of any one source.
+
+    Field collapsing, as search engines do it: a long document that matches everywhere (the
+    Python reference's `compound` topic holds `for`, `while`, `try`, ...) would otherwise fill
+    the top k with its chunks and push out the short document that answers. Measured on the
+    68-question Python-reference set: hybrid recall@5 0.838 -> 0.912 (docs/benchmarks-rag.md).
+    """
+    if limit < 1:
+        raise InvalidInputError(f"per-source limit must be >= 1, got {limit}")
+    counts: dict[str, int] = {}
+    kept: list[Hit] = []
+    for hit in hits:
+        seen = counts.get(hit.chunk.source, 0)
+        if seen < limit:
+            counts[hit.chunk.source] = seen + 1
+            kept.append(hit)
+            if len(kept) == k:
+                break
+    return kept
+
+
 def rerank(spec: str, index: RagIndex, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
     """Apply the reranker a spec string names (see the module docstring)."""
     kind, _, arg = spec.partition(":")
+    if kind == "per-source":
+        try:
+            limit = int(arg) if arg else 1
+        except ValueError:
+            raise InvalidInputError(f"invalid per-source limit in {spec!r}: use per-source:2") from None
+        return per_source(hits, k, limit)
     if kind == "mmr":
         try:
             lam = float(arg) if arg else DEFAULT_MMR_LAMBDA
@@ -159,5 +188,5 @@ def rerank(spec: str, index: RagIndex, query: str, hits: Sequence[Hit], k: int) 
         model, tokenizer = _load_reader(arg or DEFAULT_LLM)
         return llm_rerank(model, tokenizer, query, hits, k)
     raise InvalidInputError(
-        f"unknown reranker {spec!r} (use mmr[:LAMBDA], cross-encoder:PATH or llm[:MODEL])"
+        f"unknown reranker {spec!r} (use mmr[:LAMBDA], per-source[:N], cross-encoder:PATH or llm[:MODEL])"
     )

@@ -8,7 +8,7 @@ import pytest
 
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.rag import index_paths, search
-from lmfoundry.rag.rerank import cross_encoder_rerank, llm_relevance_scores, llm_rerank, mmr
+from lmfoundry.rag.rerank import cross_encoder_rerank, llm_relevance_scores, llm_rerank, mmr, per_source
 from lmfoundry.types import Chunk, Hit
 
 
@@ -90,13 +90,25 @@ def test_llm_relevance_is_a_probability_and_deterministic(tiny_llama_dir: Path) 
 def test_rerank_specs_through_search(corpus_dir: Path, embedder: Any, tiny_cross_encoder_dir: Path) -> None:
     index_paths([corpus_dir], "docs", progress=False)
     assert len(search("docs", "capital of France", k=2, rerank="mmr:0.7")) == 2
+    collapsed = search("docs", "capital of France", k=3, rerank="per-source")
+    assert len({h.chunk.source for h in collapsed}) == len(collapsed) > 0
     assert (
         len(search("docs", "capital of France", k=2, rerank=f"cross-encoder:{tiny_cross_encoder_dir}")) == 2
     )
     for bad, message in [
         ("mmr:x", "invalid MMR lambda"),
+        ("per-source:x", "invalid per-source limit"),
+        ("per-source:0", "per-source limit must be >= 1"),
         ("cross-encoder", "name the cross-encoder"),
         ("magic", "unknown reranker"),
     ]:
         with pytest.raises(InvalidInputError, match=message):
             search("docs", "capital", k=2, rerank=bad)
+
+
+def test_per_source_keeps_rank_order_and_caps_each_source() -> None:
+    sources = ["a", "a", "b", "a", "c", "b", "d"]
+    hits = [Hit(Chunk(f"c{i}", src, f"text {i}", 0, 6), 1.0 - i / 10) for i, src in enumerate(sources)]
+    assert [h.chunk.chunk_id for h in per_source(hits, 3)] == ["c0", "c2", "c4"]
+    assert [h.chunk.chunk_id for h in per_source(hits, 5, limit=2)] == ["c0", "c1", "c2", "c4", "c5"]
+    assert [h.chunk.chunk_id for h in per_source(hits, 10)] == ["c0", "c2", "c4", "c6"]
