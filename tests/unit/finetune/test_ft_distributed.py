@@ -75,6 +75,8 @@ def _lmf_finetune(config: Path, world: int) -> subprocess.CompletedProcess[str]:
         torchrun += ["--master_addr=127.0.0.1", f"--master_port={_free_port()}"]
         command = [*torchrun, "-m", *command[2:]]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    if sys.platform.startswith("linux"):  # gloo on loopback: no need for the hostname to resolve
+        env["GLOO_SOCKET_IFNAME"] = "lo"
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 
 
