@@ -61,7 +61,7 @@ class Ranks:
         else:
             self.accelerator.backward(loss)
 
-    def clip_grad_norm(self, model: Any, parameters: list[Any], max_norm: float) -> None:
+    def clip_grad_norm(self, parameters: list[Any], max_norm: float) -> None:
         import torch
 
         if self.accelerator is None:

@@ -194,7 +194,7 @@ def train_step(loop: Loop) -> float:
         tokens += int(batch["attention_mask"].sum())
     if cfg.max_grad_norm:
         params = [p for group in loop.optimizer.param_groups for p in group["params"]]
-        ranks.clip_grad_norm(loop.forward_model, params, cfg.max_grad_norm)
+        ranks.clip_grad_norm(params, cfg.max_grad_norm)
     loop.optimizer.step()
     if loop.after_backward is not None:
         loop.after_backward(model, loop.state.step)
@@ -250,8 +250,10 @@ def run_eval(loop: Loop) -> None:
     """Measure the eval loss (each process a share of the set) and update early stopping."""
     cfg, state, ranks = loop.config, loop.state, loop.ranks
     share = list(loop.eval)[ranks.rank :: ranks.world]
+    # the bare model (DDP shares its parameter tensors), not the wrapper: a DDP forward may
+    # broadcast buffers, a collective, and the shares can differ in batch count
     total, count = eval_loss_sums(
-        loop.forward_model, share, cfg.batch_size, loop.pad_id, cfg.loss_chunk, cfg.precision
+        loop.model, share, cfg.batch_size, loop.pad_id, cfg.loss_chunk, cfg.precision
     )
     total, count = ranks.total(total), int(ranks.total(count))
     loss = total / count if count else None
