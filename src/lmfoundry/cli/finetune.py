@@ -42,7 +42,9 @@ def register(subparsers: Any) -> None:
             "keys, e.g. `training.max_steps=20 method.options.r=16 output_dir=runs/try`. The run "
             "folder gets resolved_config.yaml, metrics.jsonl, loss_curve.png, a resumable "
             "checkpoint/, the adapter (or model/ for full fine-tuning) and summary.json. Ctrl-C "
-            "saves a checkpoint; --resume continues exactly where it stopped."
+            "saves a checkpoint; --resume continues exactly where it stopped. Several devices: "
+            "`accelerate launch -m lmfoundry.cli.main finetune CONFIG.yaml` (or torchrun) trains "
+            "data-parallel through accelerate (training.accelerate: auto; docs/scaling.md)."
         ),
     )
     parser.add_argument("config", help="fine-tuning YAML file")
