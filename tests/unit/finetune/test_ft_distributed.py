@@ -1,7 +1,8 @@
 """Data-parallel fine-tuning: 2 processes x batch 2 train exactly like 1 process x batch 4.
 
-The run is launched by torchrun (what `accelerate launch` does for DDP on GPUs; on CPU, accelerate
-uses gloo the same way), so this is the real `lmf finetune` under a real process group.
+Two real processes form a gloo process group (over a file rendezvous, so nothing listens beyond
+loopback) and each runs the real `lmf finetune`; accelerate wraps the model in DDP as it does
+under `accelerate launch` or torchrun.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,12 +22,6 @@ import yaml
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.finetune.config import finetune_config_from_dict
 from lmfoundry.finetune.distributed import Ranks, launched_world_size, make_ranks
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _equal_length_records(tokenizer_dir: Path, path: Path) -> Path:
@@ -69,16 +63,40 @@ def _config_file(ft_config: Callable[..., dict[str, Any]], data: Path, out: Path
     return path
 
 
-def _lmf_finetune(config: Path, world: int) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "lmfoundry.cli.main", "finetune", str(config), "--json", "--no-track"]
-    if world > 1:
-        torchrun = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={world}"]
-        torchrun += ["--master_addr=127.0.0.1", f"--master_port={_free_port()}"]
-        command = [*torchrun, "-m", *command[2:]]
+_RANK_SCRIPT = """
+import sys
+import torch.distributed as dist
+# the process group over a file rendezvous: no TCP server (torchrun's store listens on every
+# address); accelerate then finds the group initialised and uses it, as under a launcher
+dist.init_process_group("gloo", init_method=sys.argv[1], rank=int(sys.argv[2]), world_size=int(sys.argv[3]))
+from lmfoundry.cli.main import main
+sys.exit(main(sys.argv[4:]))
+"""
+
+
+def _lmf_finetune(config: Path, world: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`lmf finetune --json` as one process, or as `world` ranks of one process group."""
+    args = ["finetune", str(config), "--json", "--no-track"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    if sys.platform.startswith("linux"):  # gloo on loopback: no need for the hostname to resolve
+    if world == 1:
+        command = [sys.executable, "-m", "lmfoundry.cli.main", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    if sys.platform.startswith("linux"):  # gloo's own sockets on loopback only
         env["GLOO_SOCKET_IFNAME"] = "lo"
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    rendezvous = f"file://{tmp_path / 'rendezvous'}"
+    ranks = []
+    for rank in range(world):
+        rank_env = {**env, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world)}
+        rank_env["LOCAL_WORLD_SIZE"] = str(world)
+        command = [sys.executable, "-c", _RANK_SCRIPT, rendezvous, str(rank), str(world), *args]
+        ranks.append(
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=rank_env)
+        )
+    outputs = [p.communicate(timeout=300) for p in ranks]
+    code = max(p.returncode for p in ranks)
+    return subprocess.CompletedProcess(
+        ranks[0].args, code, "".join(o[0] for o in outputs), "".join(o[1] for o in outputs)
+    )
 
 
 def _weights(run: Path) -> dict[str, Any]:
@@ -97,9 +115,9 @@ def test_two_processes_train_like_one_with_twice_the_batch(
     single_dir, ddp_dir = tmp_path / "single", tmp_path / "ddp"
     single_dir.mkdir()
     ddp_dir.mkdir()
-    single = _lmf_finetune(_config_file(ft_config, data, single_dir, batch=4), world=1)
+    single = _lmf_finetune(_config_file(ft_config, data, single_dir, batch=4), 1, tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
-    ddp = _lmf_finetune(_config_file(ft_config, data, ddp_dir, batch=2), world=2)
+    ddp = _lmf_finetune(_config_file(ft_config, data, ddp_dir, batch=2), 2, tmp_path)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
 
     # only the main process reports and writes the run folder
