@@ -52,8 +52,8 @@ class Ranks:
         """(model to run forward/backward on, optimizer), wrapped for the launcher's strategy."""
         if self.accelerator is None:
             return model, optimizer
-        wrapped_model, wrapped_optimizer = self.accelerator.prepare(model, optimizer)
-        return wrapped_model, wrapped_optimizer
+        model, optimizer = self.accelerator.prepare(model, optimizer)
+        return model, optimizer
 
     def backward(self, loss: Any) -> None:
         if self.accelerator is None:

@@ -29,15 +29,14 @@ def hf_model(model: Any) -> Any:
 
 def unwrap_parallel(model: Any) -> Any:
     """The module inside torch's DistributedDataParallel / FSDP wrappers (or the model itself)."""
+    import sys
+
     import torch
 
     wrappers: tuple[type, ...] = (torch.nn.parallel.DistributedDataParallel,)
-    try:
-        from torch.distributed.fsdp import FullyShardedDataParallel
-
-        wrappers += (FullyShardedDataParallel,)
-    except ImportError:  # torch built without distributed support
-        pass
+    fsdp = sys.modules.get("torch.distributed.fsdp")  # only a run that uses FSDP has imported it
+    if fsdp is not None:
+        wrappers += (fsdp.FullyShardedDataParallel,)
     inner: Any = model
     while isinstance(inner, wrappers):
         inner = getattr(inner, "module")  # noqa: B009 (mypy cannot narrow the wrapper types)

@@ -249,7 +249,7 @@ def eval_loss_sums(
 def run_eval(loop: Loop) -> None:
     """Measure the eval loss (each process a share of the set) and update early stopping."""
     cfg, state, ranks = loop.config, loop.state, loop.ranks
-    share = list(loop.eval)[ranks.rank :: ranks.world]
+    share = loop.eval[ranks.rank :: ranks.world]
     # the bare model (DDP shares its parameter tensors), not the wrapper: a DDP forward may
     # broadcast buffers, a collective, and the shares can differ in batch count
     total, count = eval_loss_sums(

@@ -86,9 +86,6 @@ def fit_documents(costs: Sequence[int], budget: int) -> tuple[list[int], list[in
     return kept, dropped
 
 
-_SENTENCE_SPAN = re.compile(r"[^.!?\n]+[.!?]*")
-
-
 def trim_repetition(answer: str, min_chars: int = 30) -> str:
     """`answer` cut before the first sentence that repeats an earlier one word for word.
 
@@ -99,12 +96,15 @@ def trim_repetition(answer: str, min_chars: int = 30) -> str:
     may repeat freely.
     """
     seen: set[str] = set()
-    for match in _SENTENCE_SPAN.finditer(answer):
-        key = " ".join(match.group().split()).lower()
+    end = 0
+    for sentence in _SENTENCE.split(answer):
+        start = answer.find(sentence, end)
+        end = start + len(sentence)
+        key = " ".join(sentence.split()).lower()
         if len(key) < min_chars:
             continue
         if key in seen:
-            return answer[: match.start()].rstrip()
+            return answer[:start].rstrip()
         seen.add(key)
     return answer
 
