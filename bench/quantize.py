@@ -2,7 +2,8 @@
 
 Creates (once; `--force` to redo) int8, nf4, nf4 + double quant, fp4, gguf q8_0 and gguf q4_k_m
 copies of the model in the store, plus nf4 + double quant and int8 with the embedding and output
-head quantized too (`--quantize-embeddings`, int8 or nf4), then runs the quality report
+head quantized too (`--quantize-embeddings`, int8 or nf4), and nf4 + double quant (with and without
+int8 embeddings) calibrated with GPTQ (`--gptq`, default calibration text), then runs the quality report
 (`lmf quantize report`) on them with the fp32 model as reference and bitsandbytes NF4
 (transformers `BitsAndBytesConfig`, CPU) as the named baseline. Each model's decode speed and peak
 RSS come from its own fresh process, which also records the RSS of the bare runtime (python,
@@ -22,16 +23,18 @@ import sys
 import time
 from pathlib import Path
 
-VARIANTS = [  # (method, double quant, embeddings)
-    ("int8", False, None),
-    ("nf4", False, None),
-    ("nf4", True, None),
-    ("fp4", False, None),
-    ("gguf-q8_0", False, None),
-    ("gguf-q4_k_m", False, None),
-    ("nf4", True, "int8"),
-    ("nf4", True, "nf4"),
-    ("int8", False, "int8"),
+VARIANTS = [  # (method, double quant, embeddings, GPTQ)
+    ("int8", False, None, False),
+    ("nf4", False, None, False),
+    ("nf4", True, None, False),
+    ("nf4", True, None, True),
+    ("fp4", False, None, False),
+    ("gguf-q8_0", False, None, False),
+    ("gguf-q4_k_m", False, None, False),
+    ("nf4", True, "int8", False),
+    ("nf4", True, "int8", True),
+    ("nf4", True, "nf4", False),
+    ("int8", False, "int8", False),
 ]
 
 
@@ -56,6 +59,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from lmfoundry.models import store
+    from lmfoundry.models.gptq import CalibrationSource
     from lmfoundry.models.quant_report import BNB_PREFIX, QualitySettings, build_report, write_outputs
     from lmfoundry.models.quantize_store import create_quantized, default_quant_name
 
@@ -70,14 +74,21 @@ def main() -> int:
     prefix = store.default_name(args.model) + "-"
     wanted = set(args.only.split(",")) if args.only else None
     names, quantize_s = [], {}
-    for method, dq, emb in VARIANTS:
-        name = default_quant_name(args.model, method, dq, emb)
+    for method, dq, emb, gptq in VARIANTS:
+        name = default_quant_name(args.model, method, dq, emb, gptq)
         if wanted is not None and name.removeprefix(prefix) not in wanted:
             continue
         if args.force or not store.is_pulled(name):
             start = time.perf_counter()
             create_quantized(
-                args.model, method, double_quant=dq, name=name, force=True, on_step=step, embeddings=emb
+                args.model,
+                method,
+                double_quant=dq,
+                name=name,
+                force=True,
+                on_step=step,
+                embeddings=emb,
+                calibration=CalibrationSource() if gptq else None,
             )
             quantize_s[name] = time.perf_counter() - start
         names.append(name)

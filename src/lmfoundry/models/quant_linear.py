@@ -6,9 +6,12 @@ Buffers (all in the state dict, so safetensors round-trips them):
   absmax_scale   fp32 [ceil(blocks/256)] and absmax_offset fp32 [] (double quantization only)
   bias           fp32 parameter, kept unquantized
 
-`forward` dequantizes a band of output rows at a time (about 2 MB of fp32) and multiplies, so the
-temporary stays in cache and never reaches the size of the full fp32 weight; the backward pass
-re-dequantizes instead of saving the weight, which keeps QLoRA training at the quantized size.
+`forward` on a few fp32 rows on CPU (decode: up to NATIVE_MAX_ROWS) runs the native C kernel
+(`lmfoundry.models.native`), which multiplies straight from the codes; otherwise, or when that
+kernel is off (`LMF_NATIVE_KERNELS=0`) or cannot be compiled, it dequantizes a band of output rows
+at a time (about 2 MB of fp32) and multiplies, so the temporary stays in cache and never reaches
+the size of the full fp32 weight. The backward pass re-dequantizes band by band instead of saving
+the weight, which keeps QLoRA training at the quantized size.
 
 The class derives from `torch.nn.Module`, so it is built on first access (module `__getattr__`):
 importing this module does not import torch.
@@ -20,12 +23,14 @@ import functools
 import math
 from typing import TYPE_CHECKING, Any
 
+from lmfoundry.models import native
 from lmfoundry.models import quant_blockwise as qb
 
 if TYPE_CHECKING:
     import torch
 
 CHUNK_ELEMENTS = 1 << 19  # fp32 values dequantized at once: 2 MB, measured fastest on CPU
+NATIVE_MAX_ROWS = 64  # the native kernel beat dequantize + BLAS up to 64 rows, lost at 96 (bench/qgemv.py)
 
 
 def __getattr__(name: str) -> Any:
@@ -92,9 +97,13 @@ def _bands(layer: Any) -> list[tuple[int, int]]:
 
 
 def matmul(layer: Any, x2d: torch.Tensor) -> torch.Tensor:
-    """x2d @ W.T, one band of dequantized rows at a time."""
+    """x2d @ W.T: the native kernel for a few fp32 rows on CPU, else one band of dequantized rows at a time."""
     import torch
 
+    if x2d.shape[0] <= NATIVE_MAX_ROWS:
+        fast = native.quant_matmul(layer, x2d)  # None when it does not apply
+        if fast is not None:
+            return fast
     absmax = layer_absmax(layer)
     out = x2d.new_empty(x2d.shape[0], layer.out_features)
     for r0, r1 in _bands(layer):
@@ -117,6 +126,11 @@ def quantize_into(layer: Any, weight: torch.Tensor) -> None:
         codes, absmax = qb.quantize_int8(weight, layer.block_size)
     else:
         codes, absmax = qb.quantize_4bit(weight, layer.method, layer.block_size)
+    store_codes(layer, codes, absmax)
+
+
+def store_codes(layer: Any, codes: torch.Tensor, absmax: torch.Tensor) -> None:
+    """Set `layer`'s buffers from codes in `qweight` layout and fp32 absmax (double-quantized if asked)."""
     layer.qweight = codes
     if layer.double_quant:
         dq = qb.double_quantize(absmax)
@@ -188,7 +202,9 @@ def quant_linear_class() -> Any:
             method: str = "nf4",
             block_size: int = 64,
             double_quant: bool = False,
+            codes: tuple[torch.Tensor, torch.Tensor] | None = None,
         ) -> QuantLinear:
+            """Quantize `linear` (round to nearest), or take `codes` = (qweight, absmax) chosen elsewhere (GPTQ)."""
             layer = cls(
                 linear.in_features,
                 linear.out_features,
@@ -198,7 +214,10 @@ def quant_linear_class() -> Any:
                 double_quant,
                 device="meta",
             )
-            quantize_into(layer, linear.weight.detach())
+            if codes is None:
+                quantize_into(layer, linear.weight.detach())
+            else:
+                store_codes(layer, *codes)
             if linear.bias is not None:
                 layer.bias = torch.nn.Parameter(linear.bias.detach().float().clone())
             return layer

@@ -539,13 +539,24 @@ def write_outputs(rows: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
 
 
 def plot_report(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = report_figure(rows)
+    tmp = path.with_name(f".{path.name}.partial.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def report_figure(rows: list[dict[str, Any]]) -> Any:
+    """Perplexity and KL against bits/param, one labelled point per model (the first is the reference)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, key, label in (
+    for ax, key, axis_label in (
         (axes[0], "perplexity", "perplexity"),
         (axes[1], "kl_divergence", "mean KL(fp32 || quant)"),
     ):
@@ -553,19 +564,16 @@ def plot_report(rows: list[dict[str, Any]], path: Path) -> None:
             x = row.get("bits_per_param_overall")
             if x is None:
                 continue
-            label = row["name"].removeprefix(rows[0]["name"] + "-") if i else f"{row['name']} (reference)"
+            name = row["name"].removeprefix(rows[0]["name"] + "-") if i else f"{row['name']} (reference)"
             ax.scatter(x, row[key])
-            ax.annotate(label, (x, row[key]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(name, (x, row[key]), fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.set_xlabel("bits per parameter (all weights, file bytes)")
-        ax.set_ylabel(label)
+        ax.set_ylabel(axis_label)
         ax.grid(alpha=0.3)
     axes[1].set_yscale("symlog", linthresh=1e-3)
     fig.suptitle("quantization: quality vs size")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.partial.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.fsutil import atomic_dir, atomic_write_text
+from lmfoundry.models.gptq import Calibration, Solved
+from lmfoundry.models.gptq import solve as gptq_solve
 from lmfoundry.models.quant_blockwise import (
     DQ_BLOCK,
     METHODS,
@@ -74,6 +76,8 @@ class QuantReport:
     """Weights of the input embedding plus an untied output head (a tied head adds none)."""
     embedding_bytes: int = 0
     tied_head: bool = False
+    calibration: dict[str, Any] | None = None
+    """GPTQ's calibration facts (source, sequences, tokens, damp, layers) when it was used."""
 
     @property
     def bits_per_param(self) -> float:
@@ -114,6 +118,8 @@ def quantize_model(
     block_size: int = 64,
     skip: Iterable[str] = ("lm_head",),
     embeddings: str | None = None,
+    calibration: Calibration | None = None,
+    step: Callable[[str], None] | None = None,
 ) -> QuantReport:
     """Replace each eligible `nn.Linear` with a `QuantLinear`, in place, one layer at a time.
 
@@ -121,7 +127,9 @@ def quantize_model(
     would keep the fp32 embedding anyway and break the tie. With `embeddings` (a method name) the
     input embedding and the output head are quantized too, with that method and the same block
     size and double quantization; a tied head then shares the embedding's codes, and `skip` does
-    not apply to the head.
+    not apply to the head. With `calibration`, the decoder blocks' linears get GPTQ codes
+    (`gptq.py`: same format, chosen to keep each layer's outputs on the calibration text close);
+    `step` then hears about each block.
     """
     import torch
 
@@ -134,6 +142,10 @@ def quantize_model(
         check_method(embeddings)
         _quantize_embeddings(model, embeddings, block_size, double_quant, report)
     tied = _tied_to_embedding(model)
+    solved: Solved = {}
+    if calibration is not None:
+        solved = gptq_solve(model, calibration, method, block_size, skip, step)
+        report.calibration = calibration.describe() | {"layers": len(solved)}
     # names only: holding the modules would keep every fp32 weight alive until the loop ends
     targets = [n for n, m in model.named_modules() if type(m) is torch.nn.Linear]
     for name in targets:
@@ -141,7 +153,7 @@ def quantize_model(
         if _matches(name, skip) or id(linear.weight) in tied:
             report.skipped.append(name)
             continue
-        layer = quant_linear.from_linear(linear, method, block_size, double_quant)
+        layer = quant_linear.from_linear(linear, method, block_size, double_quant, solved.pop(name, None))
         _set_submodule(model, name, layer)
         report.layers += 1
         report.params += linear.in_features * linear.out_features

@@ -14,7 +14,8 @@ The manifest's `quantization` dict always has `method`, `format` ("torch" or "gg
 `block_size`, `double_quant` and `bits_per_param` (quantized linear layers) plus
 `bits_per_param_overall` (every weight byte over every parameter of the fp32 model). Torch entries
 made with `embeddings=` (`--quantize-embeddings`) also record `embeddings` (the method of the input
-embedding and output head), `embedding_bits_per_param` and `tied_head`.
+embedding and output head), `embedding_bits_per_param` and `tied_head`; `calibration` is None, or
+for `--gptq` entries what GPTQ calibrated on (source, sequences, tokens, damp, act_order, layers).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.fsutil import atomic_dir
 from lmfoundry.models import store
 from lmfoundry.models.gguf_quantize import GGUF_TYPES
+from lmfoundry.models.gptq import CalibrationSource
 
 TORCH_METHODS = ("nf4", "fp4", "int8")
 GGUF_PREFIX = "gguf-"
@@ -55,23 +57,30 @@ def entry_format(quantization: dict[str, Any] | None) -> str | None:
 
 
 def default_quant_name(
-    model: str, method: str, double_quant: bool = False, embeddings: str | None = None
+    model: str, method: str, double_quant: bool = False, embeddings: str | None = None, gptq: bool = False
 ) -> str:
-    """`smollm2-135m-instruct` + nf4 + double quant (+ int8 embeddings) -> `...-nf4-dq(-emb-int8)`."""
+    """`smollm2-135m-instruct` + nf4 + double quant (+ int8 embeddings, GPTQ) -> `...-nf4-dq(-emb-int8)(-gptq)`."""
     suffix = method.removeprefix(GGUF_PREFIX) if method.startswith(GGUF_PREFIX) else method
     emb = f"-emb-{embeddings}" if embeddings else ""
-    return f"{store.default_name(model)}-{suffix}{'-dq' if double_quant else ''}{emb}"
+    return (
+        f"{store.default_name(model)}-{suffix}{'-dq' if double_quant else ''}{emb}{'-gptq' if gptq else ''}"
+    )
 
 
 def _check_options(
-    method: str, double_quant: bool, block_size: int | None, embeddings: str | None = None
+    method: str,
+    double_quant: bool,
+    block_size: int | None,
+    embeddings: str | None = None,
+    gptq: bool = False,
 ) -> int:
     check_method(method)
     if method.startswith(GGUF_PREFIX):
-        if double_quant or block_size is not None or embeddings:
+        if double_quant or block_size is not None or embeddings or gptq:
             raise InvalidInputError(
-                f"--double-quant, --block-size and --quantize-embeddings apply to nf4/fp4/int8; {method} "
-                "uses llama.cpp's own blocks (and already quantizes the embedding and output head)"
+                f"--double-quant, --block-size, --quantize-embeddings and --gptq apply to nf4/fp4/int8; "
+                f"{method} uses llama.cpp's own blocks and rounding (and already quantizes the embedding "
+                "and output head)"
             )
         return 0
     if embeddings is not None and embeddings not in TORCH_METHODS:
@@ -116,15 +125,18 @@ def create_quantized(
     threads: int | None = None,
     on_step: Step | None = None,
     embeddings: str | None = None,
+    calibration: CalibrationSource | None = None,
 ) -> dict[str, Any]:
     """Quantize `model` (store name, packaged name or directory) into a new store entry.
 
     `embeddings` (nf4, fp4 or int8; torch methods only) also quantizes the input embedding and
-    the output head. Returns the entry's name, folder, manifest `quantization` dict and weight
-    file size.
+    the output head. `calibration` (torch methods only) chooses the decoder blocks' codes with
+    GPTQ on that text instead of rounding each weight to the nearest code. Returns the entry's
+    name, folder, manifest `quantization` dict and weight file size.
     """
-    block = _check_options(method, double_quant, block_size, embeddings)
-    target = name or default_quant_name(model, method, double_quant, embeddings)
+    gptq = calibration is not None
+    block = _check_options(method, double_quant, block_size, embeddings, gptq)
+    target = name or default_quant_name(model, method, double_quant, embeddings, gptq)
     _check_target(model, target, force)
     step = on_step or (lambda _msg: None)
     step(f"loading {model}")
@@ -143,7 +155,7 @@ def create_quantized(
             manifest.gguf = str(folder / weights.name)
         else:
             weights, info = _write_torch_entry(
-                hf_model, tokenizer, tmp, method, double_quant, block, step, embeddings
+                hf_model, tokenizer, tmp, method, double_quant, block, step, embeddings, calibration
             )
         manifest.quantization = info
         store.write_manifest(tmp, manifest)
@@ -177,14 +189,22 @@ def _write_torch_entry(
     block_size: int,
     step: Step,
     embeddings: str | None = None,
+    calibration: CalibrationSource | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     from lmfoundry.models.quantize import WEIGHTS_FILE, quantize_model, save_quantized
 
     total_params = _count_params(model)
     emb = f", embeddings to {embeddings}" if embeddings else ""
     step(f"quantizing linear layers to {method}{' + double quant' if double_quant else ''}{emb}")
+    tokens = None if calibration is None else calibration.load(tokenizer)
     report = quantize_model(
-        model, method, double_quant=double_quant, block_size=block_size, embeddings=embeddings
+        model,
+        method,
+        double_quant=double_quant,
+        block_size=block_size,
+        embeddings=embeddings,
+        calibration=tokens,
+        step=step,
     )
     step("writing packed safetensors")
     save_quantized(model, tmp, tokenizer=tokenizer, overwrite=True)
@@ -203,6 +223,7 @@ def _write_torch_entry(
         "embeddings": report.embeddings,
         "embedding_bits_per_param": round(report.embedding_bits_per_param, 4) if embeddings else None,
         "tied_head": report.tied_head if embeddings else None,
+        "calibration": report.calibration,
     }
     return weights, info
 

@@ -170,7 +170,7 @@ def test_store_entry_with_embeddings_generates(tiny_llama_dir: Path) -> None:
     assert created["size_bytes"] < plain["size_bytes"]
     result = lmfoundry.load(created["name"]).generate("hello", temperature=0, max_new_tokens=4)
     assert result.completion_tokens >= 1
-    with pytest.raises(InvalidInputError, match="quantize-embeddings apply to nf4/fp4/int8"):
+    with pytest.raises(InvalidInputError, match="--quantize-embeddings and --gptq apply to nf4/fp4/int8"):
         create_quantized("tiny", "gguf-q8_0", embeddings="int8")
     with pytest.raises(InvalidInputError, match="unknown embedding quantization method"):
         create_quantized("tiny", "nf4", embeddings="fp8")

@@ -202,3 +202,17 @@ def test_report_without_an_fp32_reference_is_refused(tiny: str) -> None:
     create_quantized(tiny, "int8")
     with pytest.raises(InvalidInputError, match="unquantized"):
         build_report(["tiny-int8"], reference="tiny-int8", settings=SETTINGS, perf=False)
+
+
+def test_plot_axes_are_labelled_by_metric_and_points_by_model() -> None:
+    from lmfoundry.models.quant_report import report_figure
+
+    rows = [
+        {"name": "m", "bits_per_param_overall": 32.0, "perplexity": 10.0, "kl_divergence": 0.0},
+        {"name": "m-nf4", "bits_per_param_overall": 4.5, "perplexity": 12.0, "kl_divergence": 0.2},
+        {"name": "bnb-nf4:m", "bits_per_param_overall": None, "perplexity": 12.1, "kl_divergence": 0.2},
+    ]
+    fig = report_figure(rows)
+    ppl_axis, kl_axis = fig.axes
+    assert ppl_axis.get_ylabel() == "perplexity" and kl_axis.get_ylabel() == "mean KL(fp32 || quant)"
+    assert [t.get_text() for t in ppl_axis.texts] == ["m (reference)", "nf4"]

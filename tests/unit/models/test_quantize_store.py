@@ -11,6 +11,7 @@ import torch
 
 from lmfoundry.errors import InvalidInputError, LmfError, ModelNotFoundError
 from lmfoundry.models import store
+from lmfoundry.models.gptq import CalibrationSource
 from lmfoundry.models.quantize_store import create_quantized, default_quant_name, entry_format
 
 IDS = torch.tensor([[5, 17, 99, 200, 3, 42, 7, 300, 11, 64]])
@@ -84,6 +85,7 @@ def test_default_names_and_entry_format() -> None:
     assert default_quant_name("smollm2-135m-instruct", "nf4", True) == "smollm2-135m-instruct-nf4-dq"
     assert default_quant_name("smollm2-135m-instruct", "gguf-q4_k_m") == "smollm2-135m-instruct-q4_k_m"
     assert default_quant_name("/some/dir/My Model/", "int8") == "my-model-int8"
+    assert default_quant_name("m", "nf4", True, "int8", gptq=True) == "m-nf4-dq-emb-int8-gptq"
     assert entry_format(None) is None
     assert entry_format({"method": "nf4"}) == "torch"
     assert entry_format({"method": "gguf-q8_0"}) == "gguf"
@@ -97,12 +99,53 @@ def test_default_names_and_entry_format() -> None:
         ({"method": "nf4", "block_size": 63}, InvalidInputError, "block size"),
         ({"method": "nf4", "name": "tiny"}, InvalidInputError, "other than its source"),
         ({"method": "nf4", "name": "../escape"}, InvalidInputError, "invalid model name"),
+        ({"method": "gguf-q4_0", "calibration": CalibrationSource()}, InvalidInputError, "and rounding"),
+        (
+            {"method": "nf4", "calibration": CalibrationSource("/no/such.txt")},
+            InvalidInputError,
+            "does not exist",
+        ),
+        (
+            {"method": "nf4", "calibration": CalibrationSource(seq_len=10**6)},
+            InvalidInputError,
+            "fewer than one",
+        ),
     ],
 )
 def test_bad_options_are_refused_before_any_work(tiny: str, kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         create_quantized(tiny, **kwargs)
     assert [r["name"] for r in store.list_models() if r["status"] == "pulled"] == ["tiny"]
+
+
+def test_gptq_entry_records_its_calibration_and_runs(tiny: str, tmp_path: Path) -> None:
+    from lmfoundry.models.load import load_hf_model
+
+    text = tmp_path / "calibration.txt"
+    text.write_text(" ".join(f"hello world number {i} of the text." for i in range(300)), encoding="utf-8")
+    created = create_quantized(
+        tiny, "nf4", double_quant=True, calibration=CalibrationSource(str(text), 4, 32)
+    )
+    assert created["name"] == "tiny-nf4-dq-gptq"
+    quant = store.read_manifest("tiny-nf4-dq-gptq").quantization
+    assert quant is not None
+    calibration = quant["calibration"]
+    assert calibration["method"] == "gptq" and calibration["source"] == str(text)
+    assert (calibration["sequences"], calibration["tokens"], calibration["layers"]) == (4, 128, 2 * 7)
+    plain = create_quantized(tiny, "nf4", double_quant=True)["quantization"]
+    assert plain["calibration"] is None
+    assert quant["bits_per_param"] == pytest.approx(plain["bits_per_param"])  # same format, same size
+    model, _ = load_hf_model(created["name"])
+    with torch.no_grad():
+        assert torch.isfinite(model(IDS).logits).all()
+
+
+def test_calibration_file_that_is_not_text_is_refused(tiny: str, tmp_path: Path) -> None:
+    binary = tmp_path / "weights.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(InvalidInputError, match="not UTF-8 text"):
+        create_quantized(tiny, "nf4", calibration=CalibrationSource(str(binary)))
+    assert not store.entry_dir("tiny-nf4-gptq").exists()
 
 
 def test_unknown_model_is_a_clear_error() -> None:
@@ -148,3 +191,20 @@ def test_quantized_entry_shows_real_parameters_and_runs(tiny_llama_dir, lmf_home
     model = lmfoundry.load("tq-nf4")
     assert model.backend == "transformers"
     assert model.generate("Hello", temperature=0, max_new_tokens=3).completion_tokens >= 1
+
+
+def test_cli_gptq_flags(tiny: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lmfoundry.cli.main import main
+
+    text = tmp_path / "notes.txt"
+    text.write_text(" ".join(f"note {i}: the cache is flushed." for i in range(200)), encoding="utf-8")
+    argv = ["quantize", tiny, "--method", "int8", "--gptq", "--calibration", str(text)]
+    assert (
+        main([*argv, "--calibration-samples", "2", "--calibration-length", "32", "--json", "--no-track"]) == 0
+    )
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["name"] == "tiny-int8-gptq"
+    assert summary["quantization"]["calibration"]["sequences"] == 2
+    assert main(["quantize", tiny, "--method", "nf4", "--calibration", str(text), "--no-track"]) == 1
+    assert "--calibration is for --gptq" in capsys.readouterr().err
+    assert not store.entry_dir("tiny-nf4").exists()
