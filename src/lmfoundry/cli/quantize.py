@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "GPTQ (nf4/fp4/int8)",
         "Choose each code so that the layer's outputs on calibration text stay close to fp32,\n"
         "instead of rounding every weight on its own. Same file format, size and speed; nf4 + double\n"
-        "quant on SmolLM2-135M: perplexity +6-9% instead of +28% (docs/quantization.md). About a\n"
+        "quant on SmolLM2-135M: perplexity +5-9% instead of +28% (docs/quantization.md). About a\n"
         "minute on the packaged model; the codes then differ from bitsandbytes' round-to-nearest ones.",
     )
     gptq.add_argument(

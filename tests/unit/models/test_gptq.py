@@ -143,16 +143,17 @@ def _calibration(seed: int, count: int = 8, length: int = 48) -> Calibration:
     return Calibration([torch.randint(4, 384, (length,), generator=gen).tolist() for _ in range(count)])
 
 
-def test_model_with_gptq_is_closer_to_fp32_than_round_to_nearest(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Tiny Llama whose hidden states are correlated: GPTQ's logits must track fp32 better than RTN's."""
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_model_with_gptq_is_closer_to_fp32_than_round_to_nearest(kind: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Tiny random models: GPTQ's logits must track fp32 better than round to nearest's."""
     ids = torch.tensor(_calibration(7, 1, 64).sequences)
-    reference = build_model("llama")
+    reference = build_model(kind)
     with torch.no_grad():
         ref_logits = reference(ids).logits
     errors = {}
     threads = torch.get_num_threads()
     for name, calibration in (("rtn", None), ("gptq", _calibration(5, 16, 64))):
-        model = build_model("llama")
+        model = build_model(kind)
         report = quantize_model(model, "nf4", double_quant=True, block_size=32, calibration=calibration)
         assert torch.get_num_threads() == threads  # the one-thread sweep gives the threads back
         with torch.no_grad():
