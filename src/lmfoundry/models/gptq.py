@@ -11,10 +11,13 @@ layout do not change; only which code each weight gets does.
 
 The decoder blocks are processed in order. Each block's Gram matrices are collected on the hidden
 states that the already-quantized earlier blocks produce, so a block also compensates for the
-error of the blocks before it. A block's absmax is fixed when the column sweep reaches the block's
-first column, from the weights as updated so far (later columns of the block that outgrow it are
-clamped, as RTN clamps). Layers whose input width is not a multiple of the block size, and
-everything outside the decoder stack (e.g. an untied output head), keep RTN.
+error of the blocks before it. By default (`act_order`) the columns with the largest inputs are
+rounded first, and each block's scale is fixed before the sweep: the one among a few fractions of
+its absmax with the least input-weighted rounding error. Left to right (`act_order=False`), a
+block's absmax is measured when the sweep reaches its first column, from the weights as updated so
+far. Weights that outgrow their block's scale are clamped, as RTN clamps. Layers whose input width
+is not a multiple of the block size, and everything outside the decoder stack (e.g. an untied
+output head), keep RTN.
 """
 
 from __future__ import annotations
@@ -217,8 +220,9 @@ def gptq_layer(
 
     Without `act_order` columns go left to right and a block's absmax is taken from the updated
     weights when the sweep reaches it. With `act_order` the columns with the largest inputs
-    (largest diagonal of H) go first, and every block keeps the absmax of the original weights
-    (its columns are visited out of order, so there is no "start of the block" to measure at).
+    (largest diagonal of H) go first, and every block's scale is chosen beforehand from the
+    original weights (`_searched_scales`: its columns are visited out of order, so there is no
+    "start of the block" to measure at).
 
     Returns (codes [out, in] uint8 for 4-bit or int8, absmax [out * in / block_size] in the flat
     block order `quantize_model` uses, dequantized weight [out, in]).
