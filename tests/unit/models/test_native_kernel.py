@@ -178,6 +178,34 @@ def test_broken_compiler_warns_once_and_uses_the_torch_path(
 
 
 @needs_cc
+def test_compiler_without_openmp_still_gets_a_serial_kernel(
+    fresh_kernel: None,
+    lmf_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Like clang without libomp: -fopenmp is refused, the build is retried without it."""
+    script = tmp_path / "cc-no-openmp"
+    real = shutil.which(native.compiler()[0])
+    script.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do [ "$a" = "-fopenmp" ] && { echo "unsupported option -fopenmp" >&2; exit 1; }; done\n'
+        f'exec {real} "$@"\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("CC", str(script))
+    layer = _layer(256, 512, "nf4", 64, True)
+    x = torch.randn(3, 256)
+    with caplog.at_level(logging.WARNING, logger=native.__name__):
+        y, calls = _forward(layer, x)
+    assert calls == 1
+    _assert_close(y, _expected(layer, x))
+    assert [r for r in caplog.records if r.name == native.__name__] == []
+    assert len(list(native.cache_dir().iterdir())) == 1  # the serial build, no partial file
+
+
+@needs_cc
 def test_build_is_cached_and_reused(fresh_kernel: None, lmf_home: Path) -> None:
     compiles = native.counts["compiles"]
     assert native.library() is not None

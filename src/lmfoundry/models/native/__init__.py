@@ -11,6 +11,7 @@ Build: compiled on first use with the system C compiler (`$CC`, default `cc`) an
 build runs on any x86-64 CPU and elsewhere through plain C). The library is cached in
 `$LMF_HOME/cache/kernels/` under a hash of the source, flags and compiler version; it is written
 to a temporary file and renamed into place, so concurrent processes never load a partial file.
+A compiler that refuses `-fopenmp` (clang without libomp) gets a single-threaded build instead.
 Without a working compiler one warning is logged and callers keep the torch path.
 
 `LMF_NATIVE_KERNELS=0` turns the kernel off (read at every call); `LMF_NATIVE_SIMD=0` keeps the
@@ -94,7 +95,7 @@ def library() -> ctypes.CDLL | None:
 
 def _build_and_load() -> ctypes.CDLL | None:
     try:
-        lib = ctypes.CDLL(str(_cached_build()))
+        lib = ctypes.CDLL(str(_build_with_or_without_openmp()))
         _declare(lib)
     except (OSError, ValueError, AttributeError, subprocess.SubprocessError, RuntimeError) as exc:
         log.warning("native 4-bit/int8 kernels unavailable (%s); using the slower torch path", exc)
@@ -102,12 +103,28 @@ def _build_and_load() -> ctypes.CDLL | None:
     return lib
 
 
-def _cached_build() -> Path:
+def _build_with_or_without_openmp() -> Path:
+    """Build with OpenMP; a compiler without it (clang lacking libomp) still gets a 1-thread kernel."""
+    try:
+        return _cached_build(FLAGS)
+    except RuntimeError as first:
+        serial = tuple(flag for flag in FLAGS if flag != "-fopenmp")
+        if serial == FLAGS:
+            raise
+        try:
+            path = _cached_build(serial)
+        except RuntimeError:
+            raise first from None
+        log.info("native kernel built without OpenMP (single-threaded): %s", first)
+        return path
+
+
+def _cached_build(flags: tuple[str, ...]) -> Path:
     """Path of the compiled library for this source, flags, compiler and machine; compiled if missing."""
     cc = compiler()
     parts = [
         SOURCE.read_bytes(),
-        " ".join([*cc, *FLAGS]).encode(),
+        " ".join([*cc, *flags]).encode(),
         platform.machine().encode(),
         _cc_version(cc),
     ]
@@ -121,7 +138,7 @@ def _cached_build() -> Path:
     try:
         counts["compiles"] += 1
         proc = subprocess.run(
-            [*cc, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=120, check=False
+            [*cc, *flags, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=120, check=False
         )
         if proc.returncode != 0 or os.path.getsize(tmp) == 0:
             head = " | ".join(proc.stderr.strip().splitlines()[:3]) or f"exit status {proc.returncode}"
