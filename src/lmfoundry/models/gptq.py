@@ -23,7 +23,7 @@ output head), keep RTN.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,14 +165,12 @@ def _column_quantizer(method: str, device: Any) -> Callable[[Any, Any], tuple[An
 
         return int8
     code = qb.codebook(method, str(device))
-    order = torch.argsort(code, stable=True)  # the midpoint rule of `quant_blockwise.nearest_code`
-    ordered, code_of = code[order], order.to(torch.uint8)
-    mids = (ordered[:-1] + ordered[1:]) / 2
+    nearest = qb.code_rounder(code)
 
     def four_bit(column: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         unit = (column * (1.0 / scale.clamp(min=1e-38))).clamp(-1, 1)
-        rank = torch.bucketize(unit, mids)
-        return code_of[rank], ordered[rank] * scale
+        codes = nearest(unit)
+        return codes, code[codes.int()] * scale
 
     return four_bit
 
@@ -182,7 +180,7 @@ SCALE_SHRINK = (1.0, 0.95, 0.9, 0.85, 0.8)
 
 
 def _searched_scales(
-    w: torch.Tensor, importance: torch.Tensor, quantize_column: Any, block_size: int
+    w: torch.Tensor, blocks: torch.Tensor, importance: torch.Tensor, quantize_column: Any, block_size: int
 ) -> torch.Tensor:
     """Per block, the scale among SCALE_SHRINK x absmax with the least input-weighted rounding error.
 
@@ -192,7 +190,6 @@ def _searched_scales(
     import torch
 
     rows, cols = w.shape
-    blocks = w.abs().view(rows, cols // block_size, block_size).amax(dim=2)
     weight_of_column = importance.float().clamp(min=0).view(1, cols)
     best, best_error = blocks.clone(), None
     for shrink in SCALE_SHRINK:
@@ -239,7 +236,7 @@ def gptq_layer(
     w = weight.detach().float()
     absmax = w.abs().view(rows, cols // block_size, block_size).amax(dim=2)
     if act_order and SCALE_SHRINK:
-        absmax = _searched_scales(w, torch.diagonal(hessian), quantize_column, block_size)
+        absmax = _searched_scales(w, absmax, torch.diagonal(hessian), quantize_column, block_size)
     order = torch.argsort(torch.diagonal(hessian), descending=True) if act_order else None
     # the sweep works on Wᵀ so that every column it visits is one contiguous row
     wt = (w[:, order] if order is not None else w).t().contiguous()
@@ -358,19 +355,15 @@ def _run_block(block: Any, states: list[Any]) -> list[Any]:
     return out
 
 
-def _matches(name: str, patterns: Iterable[str]) -> bool:
-    return any(f".{p}." in f".{name}." for p in patterns)
-
-
 def solve(
     model: Any,
     calibration: Calibration,
     method: str,
     block_size: int,
-    skip: Iterable[str] = (),
+    eligible: Callable[[str], bool] = lambda _name: True,
     step: Step | None = None,
 ) -> Solved:
-    """GPTQ every eligible linear of the decoder blocks, block by block, in place.
+    """GPTQ every linear of the decoder blocks that `eligible(name)` accepts, block by block, in place.
 
     Each solved linear's fp32 weight is overwritten with its dequantized GPTQ values, so the next
     block is calibrated on the quantized model's hidden states; the returned codes and absmax
@@ -391,7 +384,7 @@ def solve(
             for name, m in block.named_modules()
             if type(m) is torch.nn.Linear
             and m.in_features % block_size == 0
-            and not _matches(f"{prefix}.{index}.{name}", skip)
+            and eligible(f"{prefix}.{index}.{name}")
         }
         grams = _gram_matrices(block, linears, states)
         with _one_thread():

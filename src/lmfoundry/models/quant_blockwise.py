@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from lmfoundry.errors import InvalidInputError
@@ -145,12 +146,18 @@ def absmax_scale(w: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.
 
 def nearest_code(scaled: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
     """Index of the nearest code value (midpoint rule, ties to the lower sorted entry) as uint8."""
+    return code_rounder(code)(scaled)
+
+
+def code_rounder(code: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`nearest_code` with the codebook's sort and midpoints done once (for callers that round often)."""
     import torch
 
     order = torch.argsort(code, stable=True)
     ordered = code[order]
     mids = (ordered[:-1] + ordered[1:]) / 2
-    return order[torch.bucketize(scaled, mids)].to(torch.uint8)
+    code_of = order.to(torch.uint8)
+    return lambda scaled: code_of[torch.bucketize(scaled, mids)]
 
 
 def pack_4bit(codes: torch.Tensor) -> torch.Tensor:

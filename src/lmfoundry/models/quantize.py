@@ -144,7 +144,7 @@ def quantize_model(
     tied = _tied_to_embedding(model)
     solved: Solved = {}
     if calibration is not None:
-        solved = gptq_solve(model, calibration, method, block_size, skip, step)
+        solved = gptq_solve(model, calibration, method, block_size, lambda n: not _matches(n, skip), step)
         report.calibration = calibration.describe() | {"layers": len(solved)}
     # names only: holding the modules would keep every fp32 weight alive until the loop ends
     targets = [n for n, m in model.named_modules() if type(m) is torch.nn.Linear]

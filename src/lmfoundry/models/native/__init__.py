@@ -45,6 +45,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmfoundry.models import quant_blockwise as qb
+
 if TYPE_CHECKING:
     import torch
 
@@ -219,8 +221,6 @@ def _weight_args(layer: Any) -> tuple[int | None, ...] | None:
     """qgemv's leading arguments (kind, then pointers) for `layer`, or None when its buffers are
     not in the dtypes and layout the C code reads (a layer cast with `.half()`, say)."""
     import torch
-
-    from lmfoundry.models import quant_blockwise as qb
 
     buffers = layer._buffers  # one dict lookup instead of nn.Module.__getattr__ per buffer
     qweight, absmax = buffers["qweight"], buffers["absmax"]
