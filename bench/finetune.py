@@ -40,7 +40,7 @@ LEAN = "_lean"
 def stored_entry(model_name: str, embeddings: str | None) -> str:
     """Name of the NF4+double-quant store entry of `model_name` (created once, in the parent)."""
     from lmfoundry.models import store
-    from lmfoundry.models.quantize_store import create_quantized
+    from lmfoundry.quantize.store_entry import create_quantized
 
     name = f"{model_name}-nf4-dq" + (f"-emb-{embeddings}" if embeddings else "")
     if not store.is_pulled(name):
@@ -49,13 +49,14 @@ def stored_entry(model_name: str, embeddings: str | None) -> str:
 
 
 def _peak_rss() -> int:
-    from lmfoundry.models.memory_measure import peak_rss_bytes
+    from lmfoundry.rss import peak_rss_bytes
 
     return peak_rss_bytes()
 
 
 def _examples(tokenizer: Any, n: int) -> list[dict[str, list[int]]]:
-    from lmfoundry.finetune.data import build_dataset, load_records
+    from lmfoundry.finetune.data.records import load_records
+    from lmfoundry.finetune.data.tokenize import build_dataset
 
     records = load_records("dialogsum-synthetic", "train")[:n]
     examples, _ = build_dataset(records, tokenizer, "summarize", SEQ_LEN, warn=False)
@@ -68,7 +69,7 @@ def run_baseline(steps: int, model_name: str) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from lmfoundry.finetune.data import collate
+    from lmfoundry.finetune.data.tokenize import collate
     from lmfoundry.models.load import load_hf_model
 
     model, tokenizer = load_hf_model(model_name)
@@ -124,9 +125,9 @@ def run_ours(
     """The `lmf finetune` loop on the same examples (eval and checkpoints off)."""
     import torch
 
-    from lmfoundry.finetune import trainer
     from lmfoundry.finetune.config import MethodConfig, TrainingConfig
-    from lmfoundry.finetune.methods import prepare_model
+    from lmfoundry.finetune.train import loop as train_loop
+    from lmfoundry.finetune.train.methods import prepare_model
     from lmfoundry.models.load import load_hf_model
 
     model, tokenizer = load_hf_model(model_name)
@@ -144,14 +145,14 @@ def run_ours(
         precision=precision,
     )
     if checkpointing:
-        from lmfoundry.finetune.sft import enable_activation_checkpointing
+        from lmfoundry.finetune.train.sft import enable_activation_checkpointing
 
         enable_activation_checkpointing(model)
-    loop = trainer.make_loop(model, examples, [], config, tokenizer.pad_token_id)
-    trainer.train_step(loop)  # warm-up
+    loop = train_loop.make_loop(model, examples, [], config, tokenizer.pad_token_id)
+    train_loop.train_step(loop)  # warm-up
     tokens_before, start = loop.state.tokens, time.perf_counter()
     for _ in range(steps):
-        trainer.train_step(loop)
+        train_loop.train_step(loop)
     return {
         "seconds": time.perf_counter() - start,
         "tokens": loop.state.tokens - tokens_before,
@@ -162,7 +163,7 @@ def run_ours(
 def child(name: str, steps: int, model_name: str) -> dict[str, Any]:
     config_name = name
     if name.endswith(LEAN):
-        from lmfoundry.models.allocator import use_lean_allocator
+        from lmfoundry.memory.allocator import use_lean_allocator
 
         use_lean_allocator()
         name = name.removesuffix(LEAN)
@@ -210,7 +211,7 @@ def main() -> int:
     if args.child:
         sys.stdout.write(json.dumps(child(args.child, args.steps, args.model)) + "\n")
         return 0
-    from lmfoundry.finetune.synthetic import make_dialogsum_synthetic
+    from lmfoundry.finetune.data.synthetic_dialogsum import make_dialogsum_synthetic
     from lmfoundry.paths import lmf_home
 
     if not (lmf_home() / "data" / "dialogsum-synthetic").is_dir():

@@ -1,7 +1,7 @@
 """Estimate vs measured peak RSS for the packaged model over a grid of workloads; one JSON line.
 
 Run: `python bench/memory.py` (a few minutes on 2 CPU cores; each setting runs in its own
-subprocess, see lmfoundry.models.memory_measure). `--markdown` also prints the table for
+subprocess, see lmfoundry.memory.measure). `--markdown` also prints the table for
 docs/benchmarks-memory.md.
 """
 
@@ -14,7 +14,7 @@ import platform
 import sys
 import time
 
-from lmfoundry.models.memory import Workload, plan
+from lmfoundry.memory.planner import Workload, plan
 
 DEFAULT_GRID = [
     (mode, seq, batch) for mode in ("inference", "lora") for batch in (1, 4) for seq in (128, 256, 512)

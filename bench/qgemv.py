@@ -46,8 +46,8 @@ def layer_bench(reps: int) -> list[dict[str, Any]]:
     """Times of one layer: fp32 F.linear, the band path and the kernel (also past NATIVE_MAX_ROWS)."""
     import torch
 
-    from lmfoundry.models import native
-    from lmfoundry.models.quant_linear import matmul, quant_linear_class
+    from lmfoundry.quantize import native
+    from lmfoundry.quantize.linear import matmul, quant_linear_class
 
     torch.manual_seed(0)
     rows = []
@@ -70,7 +70,7 @@ def layer_bench(reps: int) -> list[dict[str, Any]]:
 
 
 def decode_tokens_per_s(loaded: Any, new_tokens: int) -> float:
-    from lmfoundry.models.quant_report import PERF_PROMPT
+    from lmfoundry.quantize.report_speed import PERF_PROMPT
 
     loaded.generate(PERF_PROMPT, temperature=0.0, max_new_tokens=2)  # warm-up
     return float(loaded.generate(PERF_PROMPT, temperature=0.0, max_new_tokens=new_tokens).tokens_per_s)
@@ -84,7 +84,7 @@ def decode_bench(model_name: str, new_tokens: int, repeats: int) -> dict[str, An
     from lmfoundry.generate.engine import LoadedModel
     from lmfoundry.generate.hf_backend import TransformersBackend
     from lmfoundry.models.load import load_hf_model
-    from lmfoundry.models.quantize import quantize_model
+    from lmfoundry.quantize.modules import quantize_model
 
     model, tokenizer = load_hf_model(model_name)
     quantized = copy.deepcopy(model)
@@ -119,7 +119,8 @@ def main() -> int:
 
     import torch
 
-    from lmfoundry.models import native, store
+    from lmfoundry.models import store
+    from lmfoundry.quantize import native
 
     if args.threads:
         torch.set_num_threads(args.threads)

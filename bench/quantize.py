@@ -59,9 +59,10 @@ def main() -> int:
     args = parser.parse_args()
 
     from lmfoundry.models import store
-    from lmfoundry.models.gptq import CalibrationSource
-    from lmfoundry.models.quant_report import BNB_PREFIX, QualitySettings, build_report, write_outputs
-    from lmfoundry.models.quantize_store import create_quantized, default_quant_name
+    from lmfoundry.quantize.gptq import CalibrationSource
+    from lmfoundry.quantize.report import build_report, write_outputs
+    from lmfoundry.quantize.report_quality import BNB_PREFIX, QualitySettings
+    from lmfoundry.quantize.store_entry import create_quantized, default_quant_name
 
     def step(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)

@@ -1,6 +1,6 @@
 """RAG quality and speed on the built-in Python language reference, with a baseline in the same run.
 
-Quality (the packaged question set, `lmfoundry/rag/questions_python_reference.jsonl`: natural
+Quality (the packaged question set, `bench/data/questions_python_reference.jsonl`: natural
 questions, each labelled with the `pydoc_data` topic that answers it):
   - recall@1/5/10 and MRR@10 for dense, BM25, hybrid (RRF), hybrid + MMR, and hybrid + the
     LLM relevance scorer (the packaged reader's P(yes)); a cross-encoder only with
@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lmfoundry.rag.bench_support import (
+from rag_support import (
     Question,
     accepted_sources,
     answer_matches,
@@ -72,8 +72,8 @@ def bench_indexing(baseline: bool = True) -> dict[str, Any]:
     """Our index_paths (cold embedding cache) vs sentence-transformers + FAISS on the same chunks."""
     import numpy as np
 
+    from lmfoundry.embed.sentence import load_embedder, resolve_embedder
     from lmfoundry.rag import index_paths
-    from lmfoundry.rag.embed import load_embedder, resolve_embedder
 
     with Timer() as load:
         embedder = load_embedder()
@@ -150,8 +150,8 @@ def bench_retrieval(
     index: Any, questions: list[Question], llm_questions: int, llm_candidates: int, cross_encoder: str | None
 ) -> dict[str, Any]:
     from lmfoundry.models.load import load_hf_model
-    from lmfoundry.rag.api import search_index
     from lmfoundry.rag.rerank import DEFAULT_LLM, llm_rerank
+    from lmfoundry.rag.search import search_index
 
     def sources(hits: list[Any]) -> list[str]:
         return [h.chunk.source for h in hits]
@@ -200,7 +200,7 @@ def spread(items: Sequence[Question], n: int) -> list[Question]:
 
 def bench_end_to_end(index: Any, questions: list[Question], max_new_tokens: int) -> dict[str, Any]:
     import lmfoundry
-    from lmfoundry.rag.read import ask
+    from lmfoundry.rag.answer import ask
     from lmfoundry.types import SamplingParams
 
     reader = lmfoundry.load("smollm2-135m-instruct")
@@ -247,7 +247,7 @@ def bench_end_to_end(index: Any, questions: list[Question], max_new_tokens: int)
 
 def bench_latency(index: Any, questions: list[Question], scales: list[int], repeats: int) -> dict[str, Any]:
     """Store search and full hybrid retrieve at synthetic scales, vs FAISS flat."""
-    from lmfoundry.rag.embed import embed_texts
+    from lmfoundry.embed.sentence import embed_texts
 
     real = index.store.chunks()
     real_vectors = index.store.vectors([c.chunk_id for c in real])

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.append(
+    str(Path(__file__).parent.parent / "bench")
+)  # bench helpers with unit tests (rag_support), last: never shadows
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LMF_TRACK", "0")  # CLI runs skip MLflow unless a test turns it on
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -79,3 +83,11 @@ def mlflow_db(lmf_home: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyP
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(mlflow_template, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Any:
+    """The packaged sentence embedder, loaded once per session (rag, embed and serve tests)."""
+    from lmfoundry.embed.sentence import load_embedder
+
+    return load_embedder()

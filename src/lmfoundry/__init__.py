@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from lmfoundry.generate.engine import load_model
+
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
@@ -19,7 +21,6 @@ def load(name: str, *, backend: str = "auto", **kwargs: Any) -> LoadedModel:
 
     Returns a `LoadedModel` with `.generate(prompt, ...)` and `.stream(prompt, ...)`.
     """
-    from lmfoundry.generate.engine import load_model
 
     return load_model(name, backend=backend, **kwargs)
 

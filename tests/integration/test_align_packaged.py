@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lmfoundry.finetune.config import load_finetune_config
-from lmfoundry.finetune.sft import run_finetune
+from lmfoundry.finetune.run import run_finetune
 
 CONFIGS = Path(__file__).parents[2] / "configs" / "finetune"
 SMALL = [
@@ -27,7 +27,7 @@ SMALL = [
 
 @pytest.mark.integration
 def test_reward_dpo_and_ppo_run_on_the_packaged_model(tmp_path: Path) -> None:
-    from lmfoundry.finetune.synthetic_preferences import make_preferences_synthetic
+    from lmfoundry.finetune.data.synthetic_preferences import make_preferences_synthetic
 
     make_preferences_synthetic(n=40, seed=0)
     reward = load_finetune_config(

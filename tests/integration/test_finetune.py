@@ -21,8 +21,8 @@ def test_lora_steps_on_the_packaged_model_then_merge_and_export(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from lmfoundry.finetune.artifacts import load_tuned
-    from lmfoundry.finetune.synthetic import make_dialogsum_synthetic
+    from lmfoundry.finetune.data.synthetic_dialogsum import make_dialogsum_synthetic
+    from lmfoundry.finetune.train.artifacts import load_tuned
     from lmfoundry.models.load import load_hf_model
 
     make_dialogsum_synthetic(n=60, seed=0)

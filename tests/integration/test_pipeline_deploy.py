@@ -72,7 +72,7 @@ def _pipeline(tmp_path: Path, model: Path) -> Path:
 def test_tiny_pipeline_deploys_answers_and_caches(
     tmp_path: Path, tiny_long_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from lmfoundry.pipeline.server import is_our_process, read_record
+    from lmfoundry.pipeline.server_control import is_our_process, read_record
 
     path = _pipeline(tmp_path, tiny_long_dir)
     try:

@@ -46,7 +46,7 @@ def test_gguf_q8_0_entry_runs_on_llama_cpp_and_scores_like_fp32(
 ) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("llama_cpp")
     from lmfoundry.generate.engine import load_model
-    from lmfoundry.models.quant_report import measure_perf
+    from lmfoundry.quantize.report_speed import measure_perf
 
     argv = ["quantize", PACKAGED, "--method", "gguf-q8_0", "--force", "--report", "--no-perf", "--json"]
     assert main([*argv, "--tokens", "256", "--window", "128", "--out", str(tmp_path)]) == 0

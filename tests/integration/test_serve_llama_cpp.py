@@ -37,7 +37,7 @@ def llama_model() -> LoadedModel:
 @pytest.fixture(scope="module")
 def server(llama_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from lmfoundry.serve.app import create_app
-    from lmfoundry.serve.runner import running_server
+    from lmfoundry.serve.http_server import running_server
     from lmfoundry.serve.scheduler import SequentialScheduler
     from lmfoundry.serve.service import ServedModel, ServeOptions
 

@@ -26,7 +26,7 @@ def lmf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def server(tiny_llama_dir: Path) -> Iterator[str]:
     import lmfoundry
     from lmfoundry.serve.app import create_app
-    from lmfoundry.serve.runner import running_server
+    from lmfoundry.serve.http_server import running_server
     from lmfoundry.serve.service import ServedModel, ServeOptions
 
     options = ServeOptions(embedder=None)

@@ -6,6 +6,8 @@ import argparse
 from typing import Any
 
 from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.finetune.export.check import check
+from lmfoundry.finetune.export.merge import merge_to_store
 
 
 def register(subparsers: Any) -> None:
@@ -62,7 +64,6 @@ def register(subparsers: Any) -> None:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from lmfoundry.finetune.merge import merge_to_store
 
     folder = merge_to_store(args.run, args.name, force=args.force)
     if args.json:
@@ -74,8 +75,6 @@ def _merge(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from rich.console import Console
-
-    from lmfoundry.finetune.check import check
 
     report = check(
         args.run,

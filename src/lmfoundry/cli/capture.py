@@ -9,6 +9,8 @@ from pathlib import Path
 
 from lmfoundry.cli.common import print_json
 from lmfoundry.errors import InvalidInputError
+from lmfoundry.fsutil import atomic_write_text
+from lmfoundry.serve.capture import CaptureStore, export_records
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from lmfoundry.fsutil import atomic_write_text
-    from lmfoundry.serve.capture import CaptureStore, export_records
 
     if not Path(args.db).is_file():
         raise InvalidInputError(f"capture database not found: {args.db}")

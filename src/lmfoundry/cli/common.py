@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
+
+from lmfoundry import plugins
+from lmfoundry.errors import InvalidInputError
 
 
 def print_json(data: Any) -> None:
@@ -35,3 +39,29 @@ def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The sampling flags the user actually gave, as SamplingParams field values."""
     keys = ["temperature", "top_k", "top_p", "min_p", "repetition_penalty", "max_new_tokens", "stop", "seed"]
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse `type=` that runs a library parser: its error becomes a usage error (exit 2),
+    so a bad option spec is reported before any model, store or file is opened."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except InvalidInputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def plugin_name(kind: str, *also: str) -> Callable[[str], str]:
+    """An argparse `type=` accepting a registered `kind` name (built-in or a plugin's) or `also`."""
+
+    def check(name: str) -> str:
+        if name in also:
+            return name
+        plugins.get(kind, name)  # an unknown name is an error naming the known ones
+        return name
+
+    return checked(check)

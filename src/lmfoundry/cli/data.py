@@ -8,6 +8,17 @@ from typing import Any
 
 from lmfoundry.cli.common import add_json_flag, print_json
 from lmfoundry.errors import InvalidInputError
+from lmfoundry.finetune.data.formats import detect_format
+from lmfoundry.finetune.data.records import load_records
+from lmfoundry.finetune.data.synthetic import make
+from lmfoundry.finetune.data.templates import render, resolve_template
+from lmfoundry.finetune.data.tokenize import (
+    DEFAULT_MAX_LENGTH,
+    build_dataset,
+    length_stats,
+    max_length_from_config,
+)
+from lmfoundry.models.load import load_tokenizer
 
 
 def register(subparsers: Any) -> None:
@@ -82,7 +93,6 @@ def _parse_fractions(text: str) -> tuple[float, ...]:
 
 
 def _make(args: argparse.Namespace) -> int:
-    from lmfoundry.finetune.synthetic import make
 
     paths = make(
         args.name, n=args.n, seed=args.seed, out_dir=args.out, fractions=_parse_fractions(args.fractions)
@@ -98,7 +108,6 @@ def _make(args: argparse.Namespace) -> int:
 
 
 def _load_tokenizer(name_or_path: str) -> Any:
-    from lmfoundry.models.load import load_tokenizer
 
     return load_tokenizer(name_or_path)
 
@@ -107,8 +116,6 @@ def _default_max_length(tokenizer: Any) -> int:
     """The model config's context length (the tokenizer was loaded from the model's directory),
     else the tokenizer's own limit, else 1024."""
     import json
-
-    from lmfoundry.finetune.data import DEFAULT_MAX_LENGTH, max_length_from_config
 
     config_file = Path(str(getattr(tokenizer, "name_or_path", "") or ".")) / "config.json"
     if config_file.is_file():
@@ -120,8 +127,6 @@ def _default_max_length(tokenizer: Any) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from lmfoundry.finetune.data import build_dataset, detect_format, length_stats, load_records
-    from lmfoundry.finetune.templates import render, resolve_template
 
     if args.n < 0:
         raise InvalidInputError("-n must be >= 0")

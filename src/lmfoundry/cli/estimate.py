@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.memory.planner import Workload, plan
 
 MODES = ("inference", "lora", "qlora", "full")
 
@@ -44,7 +45,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _estimate(args: argparse.Namespace) -> int:
-    from lmfoundry.models.memory import Workload, plan
 
     workload = Workload(
         mode=args.mode,

@@ -10,12 +10,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import lmfoundry
 from lmfoundry.cli.common import add_json_flag, add_sampling_options, print_json, sampling_overrides
+from lmfoundry.cli.tracking import add_track_flag, track_cli_run
+from lmfoundry.eval.compare import compare_results, load_comparison, save_comparison
+from lmfoundry.eval.evaluate import run_task
+from lmfoundry.eval.gates import check_gates, load_gates
+from lmfoundry.eval.judge import pairwise_items, read_outputs, rubric_items, run_judge
+from lmfoundry.eval.judge_agreement import agreement, read_labels
+from lmfoundry.eval.judge_prompts import load_rubric
+from lmfoundry.eval.judges import make_judge
+from lmfoundry.eval.latency import DEFAULT_PRICE_PER_HOUR
+from lmfoundry.eval.lmeval_adapter import run_harness
+from lmfoundry.eval.report import write_report
+from lmfoundry.eval.tasks import load_task
+from lmfoundry.fsutil import atomic_write_text
 from lmfoundry.paths import lmf_home
-from lmfoundry.track.cli_runs import add_track_flag, track_cli_run
+from lmfoundry.types import SamplingParams
 
 if TYPE_CHECKING:
-    from lmfoundry.eval.runner import EvalResult
+    from lmfoundry.eval.evaluate import EvalResult
     from lmfoundry.eval.tasks import Task
 
 TASK_HELP = "dialogsum-synthetic, closed-book-qa, or jsonl:PATH (records with input/reference)"
@@ -113,15 +127,11 @@ def _default_out(kind: str, task: str) -> Path:
 
 
 def _load_task(args: argparse.Namespace) -> Task:
-    from lmfoundry.eval.tasks import load_task
 
     return load_task(args.task, data_dir=args.data_dir)
 
 
 def _evaluate(model_name: str, task: Task, args: argparse.Namespace, out: Path) -> EvalResult:
-    import lmfoundry
-    from lmfoundry.eval.latency import DEFAULT_PRICE_PER_HOUR
-    from lmfoundry.eval.runner import run_task
 
     model = lmfoundry.load(model_name)
     price = DEFAULT_PRICE_PER_HOUR if args.price_per_hour is None else args.price_per_hour
@@ -163,7 +173,6 @@ def _track_run(args: argparse.Namespace, result: EvalResult, out: Path, report: 
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from lmfoundry.eval.compare import compare_results, save_comparison
 
     task = _load_task(args)
     out = Path(args.out) if args.out else _default_out("compare", task.name)
@@ -193,16 +202,12 @@ def _compare(args: argparse.Namespace) -> int:
 def _maybe_report(args: argparse.Namespace, out: Path) -> dict[str, str]:
     if not args.report:
         return {}
-    from lmfoundry.eval.report import write_report
 
     html_path, _ = write_report(out)
     return {"report": str(html_path)}
 
 
 def _gate(args: argparse.Namespace) -> int:
-    from lmfoundry.eval.compare import load_comparison
-    from lmfoundry.eval.gates import check_gates, load_gates
-    from lmfoundry.fsutil import atomic_write_text
 
     report = check_gates(load_gates(args.gates), load_comparison(args.comparison))
     text = report.markdown()
@@ -258,7 +263,6 @@ def _register_report(commands: Any) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from lmfoundry.eval.report import write_report
 
     html_path, json_path = write_report(args.path, args.out)
     if args.json:
@@ -327,8 +331,6 @@ def _register_judge_agreement(commands: Any) -> None:
 
 
 def _judge_backend(args: argparse.Namespace, repeats: int) -> Any:
-    from lmfoundry.eval.judge import make_judge
-    from lmfoundry.types import SamplingParams
 
     overrides = sampling_overrides(args)
     overrides.pop("seed", None)
@@ -337,8 +339,6 @@ def _judge_backend(args: argparse.Namespace, repeats: int) -> Any:
 
 
 def _judge(args: argparse.Namespace) -> int:
-    from lmfoundry.eval.judge import load_rubric, pairwise_items, read_outputs, rubric_items, run_judge
-    from lmfoundry.fsutil import atomic_write_text
 
     records = read_outputs(args.outputs)
     items = pairwise_items(records, read_outputs(args.pairwise)) if args.pairwise else rubric_items(records)
@@ -368,7 +368,6 @@ def _judge(args: argparse.Namespace) -> int:
 
 
 def _judge_agreement(args: argparse.Namespace) -> int:
-    from lmfoundry.eval.judge import agreement, load_rubric, read_labels
 
     kind, records = read_labels(args.labels)
     rubric = load_rubric(args.rubric) if args.rubric else None
@@ -406,8 +405,6 @@ def _register_harness(commands: Any) -> None:
 
 
 def _harness(args: argparse.Namespace) -> int:
-    from lmfoundry.eval.lmeval_adapter import run_harness
-    from lmfoundry.fsutil import atomic_write_text
 
     limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]

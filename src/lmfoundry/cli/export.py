@@ -6,6 +6,8 @@ import argparse
 from typing import Any
 
 from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.finetune.export.gguf import export
+from lmfoundry.finetune.export.gguf_lora import export_lora
 
 
 def register(subparsers: Any) -> None:
@@ -45,12 +47,8 @@ def register(subparsers: Any) -> None:
 
 def _gguf(args: argparse.Namespace) -> int:
     if args.lora:
-        from lmfoundry.finetune.export_gguf_lora import export_lora
-
         result = export_lora(args.model, outtype=args.outtype, out=args.out)
     else:
-        from lmfoundry.finetune.export_gguf import export
-
         result = export(args.model, outtype=args.outtype, out=args.out)
     if args.json:
         print_json(result)

@@ -7,7 +7,10 @@ import sys
 from typing import Any
 
 from lmfoundry.cli.common import add_json_flag, print_json
-from lmfoundry.track.cli_runs import add_track_flag, track_cli_run
+from lmfoundry.cli.tracking import add_track_flag, track_cli_run
+from lmfoundry.config import to_dict
+from lmfoundry.finetune.config import load_finetune_config
+from lmfoundry.finetune.run import run_finetune
 
 _SHOWN = {
     "sft": (
@@ -59,8 +62,6 @@ def register(subparsers: Any) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from lmfoundry.finetune.config import load_finetune_config
-    from lmfoundry.finetune.sft import run_finetune
 
     config = load_finetune_config(args.config, args.overrides)
     try:
@@ -89,8 +90,6 @@ def _finetune(args: argparse.Namespace) -> int:
 def _track(args: argparse.Namespace, config: Any, summary: dict[str, Any]) -> None:
     """Record the run in MLflow (unless --no-track): config as params, summary numbers as metrics."""
     from pathlib import Path
-
-    from lmfoundry.config import to_dict
 
     run_dir = Path(summary["run_dir"])
     names = ("resolved_config.yaml", "summary.json", "metrics.jsonl", "loss_curve.png", "curves.png")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lmfoundry.cli.common import add_json_flag, add_sampling_options, print_json, sampling_overrides
+from lmfoundry.cli.common import (
+    add_json_flag,
+    add_sampling_options,
+    plugin_name,
+    print_json,
+    sampling_overrides,
+)
+from lmfoundry.generate.engine import load_model
+from lmfoundry.types import Message, SamplingParams
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -13,8 +21,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         default="auto",
-        choices=["auto", "transformers", "llama_cpp"],
-        help="auto = llama.cpp for .gguf files, transformers (fp32) for store and packaged models",
+        type=plugin_name("backend", "auto"),
+        help=(
+            "auto (default) = llama.cpp for .gguf files, transformers (fp32) for store and packaged "
+            "models; or transformers, llama_cpp, or a backend a plugin adds"
+        ),
     )
     parser.add_argument("--adapter", action="append", help="PEFT adapter directory (repeatable)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
@@ -48,14 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from rich.console import Console
 
-    from lmfoundry.generate.engine import load_model
-
     with Console(stderr=True).status(f"loading {args.model}..."):
         return load_model(args.model, backend=args.backend, adapters=args.adapter, threads=args.threads)
 
 
 def _prompt_for(model, args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from lmfoundry.types import Message
 
     text = sys.stdin.read() if args.prompt == "-" else args.prompt
     if args.raw or not model.runtime.has_chat_template():
@@ -65,7 +73,6 @@ def _prompt_for(model, args: argparse.Namespace):  # type: ignore[no-untyped-def
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from lmfoundry.types import SamplingParams
 
     overrides = sampling_overrides(args)
     SamplingParams().replace(**overrides)  # validate before loading the model
@@ -86,7 +93,6 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from lmfoundry.types import Message, SamplingParams
 
     overrides = sampling_overrides(args)
     SamplingParams().replace(**overrides)

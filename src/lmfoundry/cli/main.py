@@ -1,21 +1,60 @@
-"""`lmf` entry point: discovers the command-group modules in this package and dispatches."""
+"""`lmf` entry point: a table of commands, each implemented by one module of this package.
+
+A command's module (its `register(subparsers)`, its handlers and the library they call) is
+imported only when that command runs, so `lmf --help` and `lmf COMMAND --help` import no more
+than they show. `COMMANDS` holds each command's one-line help for the top-level listing; a test
+checks it against what the module registers.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
 import sys
 from collections.abc import Sequence
 
-import lmfoundry.cli as cli_package
 from lmfoundry import __version__
 from lmfoundry.errors import LmfError
 
-_NOT_GROUPS = {"main", "common"}
+COMMANDS: dict[str, tuple[str, str]] = {
+    # command: (module in lmfoundry.cli, one-line help)
+    "adapters": ("adapters", "merge fine-tuned adapters into their base model and check them"),
+    "capture": ("capture", "export traffic captured by `lmf serve --capture` as training or evaluation data"),
+    "chat": ("generate", "interactive chat that streams tokens and keeps the history"),
+    "data": ("data", "make bundled data sets and inspect fine-tuning data"),
+    "estimate": (
+        "estimate",
+        "predict peak RAM for inference or training (weights, KV cache, gradients, optimizer, activations)",
+    ),
+    "eval": ("eval", "evaluate models, compare champion vs challenger, gate, judge, report"),
+    "export": ("export", "export models to other formats (GGUF for llama.cpp)"),
+    "finetune": (
+        "finetune",
+        "fine-tune or align a model (SFT: full, LoRA, QLoRA, ...; reward model, DPO, PPO)",
+    ),
+    "generate": ("generate", "generate a completion for one prompt"),
+    "models": ("models", "list, pull, show, remove and create models in the local store"),
+    "pipeline": (
+        "pipeline",
+        "run YAML pipelines: data -> finetune -> evaluate -> gate -> register -> deploy -> RAG",
+    ),
+    "quantize": (
+        "quantize",
+        "quantize a model into the store (nf4/fp4/int8 or GGUF) and report size, quality, speed",
+    ),
+    "rag": ("rag", "retrieval-augmented generation: index, search, ask with citations"),
+    "registry": ("registry", "registered models: versions, the champion alias, promote and rollback"),
+    "reward": ("reward", "use reward models trained with `stage: reward`"),
+    "serve": (
+        "serve",
+        "serve a model over an OpenAI-compatible HTTP API (or `serve stats` to summarise its metrics)",
+    ),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `lmf` parser with every command's full parser when `command` is None (docs, tests), else
+    with `command`'s module registered and the other commands listed by name and help only."""
     parser = argparse.ArgumentParser(
         prog="lmf",
         description=(
@@ -27,12 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lmfoundry {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(cli_package.__path__), key=lambda m: m.name):
-        if info.name in _NOT_GROUPS or info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"lmfoundry.cli.{info.name}")
-        module.register(subparsers)
+    wanted = set(COMMANDS) if command is None else {command}
+    modules = sorted({COMMANDS[name][0] for name in wanted if name in COMMANDS})
+    for module in modules:
+        importlib.import_module(f"lmfoundry.cli.{module}").register(subparsers)
+    for name, (module, help_text) in COMMANDS.items():
+        if module not in modules:
+            subparsers.add_parser(name, help=help_text)
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command word of `argv` (its first non-option argument), if it names one."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     User errors (`LmfError`) print one line on stderr and return 1; argparse errors return 2.
     """
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(argv)
+    parser = build_parser(command) if command else build_parser("")
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.models import profile, store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,8 +70,6 @@ def _list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from lmfoundry.models import profile, store
-
     rows = store.list_models()
     profiles = profile.list_profiles()
     if args.json:
@@ -89,8 +88,6 @@ def _list(args: argparse.Namespace) -> int:
 def _pull(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from lmfoundry.models import store
-
     console = Console(stderr=True)
     with console.status(f"pulling {args.source} (GGUF is dequantized to fp32 once)..."):
         folder = store.pull(args.source, args.name, force=args.force)
@@ -103,7 +100,6 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from lmfoundry.models import store
 
     info = store.show(args.name)
     if args.json:
@@ -135,7 +131,6 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from lmfoundry.models import store
 
     folder = store.remove(args.name)
     print(f"removed {args.name} ({folder})")
@@ -143,7 +138,6 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from lmfoundry.models import profile
 
     path = profile.create(args.name, args.file)
     print(f"created profile {args.name} ({path})")

@@ -7,6 +7,12 @@ import sys
 from typing import Any
 
 from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.pipeline.execute import describe, run_pipeline
+from lmfoundry.pipeline.progress import PipelineDisplay
+from lmfoundry.pipeline.report import print_summary, write_pipeline_report
+from lmfoundry.pipeline.server_control import running_record, stop_server
+from lmfoundry.pipeline.spec import load_pipeline
+from lmfoundry.pipeline.state import load_state
 
 
 def register(subparsers: Any) -> None:
@@ -55,11 +61,6 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from lmfoundry.pipeline.progress import PipelineDisplay
-    from lmfoundry.pipeline.report import print_summary, write_pipeline_report
-    from lmfoundry.pipeline.runner import run_pipeline
-    from lmfoundry.pipeline.spec import load_pipeline
-
     spec = load_pipeline(args.pipeline, args.overrides)
     console = Console(stderr=True)
     live = False if (args.no_progress or args.json) else None
@@ -85,10 +86,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from lmfoundry.pipeline.runner import describe
-    from lmfoundry.pipeline.server import running_record
-    from lmfoundry.pipeline.spec import load_pipeline
-    from lmfoundry.pipeline.state import load_state
 
     spec = load_pipeline(args.pipeline)
     state = load_state(spec.workdir)
@@ -117,8 +114,6 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from lmfoundry.pipeline.server import stop_server
-    from lmfoundry.pipeline.spec import load_pipeline
 
     record = stop_server(load_pipeline(args.pipeline).workdir)
     print(

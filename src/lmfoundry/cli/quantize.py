@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.cli.tracking import add_track_flag, track_cli_run
 from lmfoundry.errors import InvalidInputError
-from lmfoundry.models.gptq import DEFAULT_SEQ_LEN, DEFAULT_SEQUENCES, CalibrationSource
-from lmfoundry.track.cli_runs import add_track_flag, track_cli_run
+from lmfoundry.quantize.gptq import DEFAULT_SEQ_LEN, DEFAULT_SEQUENCES, CalibrationSource
+from lmfoundry.quantize.report import build_report, write_outputs
+from lmfoundry.quantize.report_quality import QualitySettings
+from lmfoundry.quantize.store_entry import create_quantized
 
 _METHODS_HELP = "nf4, fp4, int8 (ours, torch), gguf-q4_0, gguf-q4_k_m, gguf-q5_k_m, gguf-q8_0 (llama.cpp)"
 JSON_KEYS = ("bits_per_param", "size_bytes", "perplexity", "perplexity_fp32", "kl_divergence", "tokens_per_s")
@@ -115,8 +118,6 @@ def _run(args: argparse.Namespace) -> int:
         raise InvalidInputError("--method is required (" + _METHODS_HELP + ")")
     from rich.console import Console
 
-    from lmfoundry.models.quantize_store import create_quantized
-
     console = Console(stderr=True)
     with console.status("quantizing") as status:
         created = create_quantized(
@@ -206,7 +207,6 @@ def _track_quantize(
 def _build(
     args: argparse.Namespace, models: list[str], reference: str | None, console: Any
 ) -> tuple[list[dict[str, Any]], list[Path]]:
-    from lmfoundry.models.quant_report import QualitySettings, build_report, write_outputs
 
     settings = QualitySettings(tokens=args.tokens, window=args.window)
     with console.status("report") as status:

@@ -7,13 +7,25 @@ import contextlib
 import sys
 from typing import Any
 
-from lmfoundry.cli.common import add_json_flag, add_sampling_options, print_json, sampling_overrides
+from lmfoundry.cli.common import (
+    add_json_flag,
+    add_sampling_options,
+    checked,
+    plugin_name,
+    print_json,
+    sampling_overrides,
+)
 from lmfoundry.errors import InvalidInputError
+from lmfoundry.rag import ask, index_paths, list_stores, search
+from lmfoundry.rag.answer import hit_to_dict
+from lmfoundry.rag.rerank import make_reranker
+from lmfoundry.rag.stores.qdrant_store import connect_to
+from lmfoundry.types import SamplingParams
 
 _MODES = ["dense", "bm25", "hybrid"]
 _RERANK_HELP = (
     "rerank candidates: mmr, mmr:LAMBDA, per-source (one chunk per document; per-source:N for N), "
-    "cross-encoder:PATH, llm or llm:MODEL"
+    "cross-encoder:PATH, llm or llm:MODEL, or a plugin's NAME[:ARG]"
 )
 
 
@@ -57,7 +69,9 @@ def _add_index(commands: Any) -> None:
     )
     p.add_argument("--embedder", help="all-MiniLM-L6-v2 (default) or a sentence-transformers directory")
     p.add_argument(
-        "--backend", choices=["lancedb", "qdrant"], help="vector store for a new store (default lancedb)"
+        "--backend",
+        type=plugin_name("vector_store"),
+        help="vector store for a new store: lancedb (default), qdrant or a plugin's",
     )
     p.add_argument(
         "--include", action="append", default=[], help="glob of files to index in directories (repeatable)"
@@ -90,7 +104,7 @@ def _add_retrieval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mode", choices=_MODES, default="hybrid", help="retrieval mode (default hybrid: RRF of both)"
     )
-    p.add_argument("--rerank", help=_RERANK_HELP)
+    p.add_argument("--rerank", type=checked(make_reranker), metavar="SPEC", help=_RERANK_HELP)
     p.add_argument("--source-prefix", help="only chunks whose source starts with this")
     p.add_argument(
         "--where", action="append", default=[], metavar="KEY=VALUE", help="exact metadata match (repeatable)"
@@ -165,19 +179,16 @@ def _qdrant_scope(args: argparse.Namespace, backend: str | None) -> contextlib.A
         raise InvalidInputError(
             f"{flag} applies only to qdrant stores, but store {args.store!r} uses backend {backend!r}"
         )
-    from lmfoundry.rag.stores.qdrant_store import connect_to
 
     return connect_to(args.qdrant_url, args.qdrant_api_key)
 
 
 def _store_backend(name: str) -> str | None:
-    from lmfoundry.rag import list_stores
 
     return next((s["backend"] for s in list_stores() if s["name"] == name), None)
 
 
 def _index(args: argparse.Namespace) -> int:
-    from lmfoundry.rag import index_paths
 
     backend = args.backend
     if args.qdrant_url or args.qdrant_api_key:
@@ -208,8 +219,6 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from lmfoundry.rag import search
-    from lmfoundry.rag.read import hit_to_dict
 
     with _qdrant_scope(args, _store_backend(args.store)):
         hits = search(
@@ -225,8 +234,6 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from lmfoundry.rag import ask
-    from lmfoundry.types import SamplingParams
 
     params = SamplingParams(temperature=0.0, max_new_tokens=256).replace(**sampling_overrides(args))
     with _qdrant_scope(args, _store_backend(args.store)):
@@ -255,7 +262,6 @@ def _ask(args: argparse.Namespace) -> int:
 
 
 def _stores(args: argparse.Namespace) -> int:
-    from lmfoundry.rag import list_stores
 
     stores = list_stores()
     if args.json:

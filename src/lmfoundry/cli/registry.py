@@ -6,6 +6,8 @@ import argparse
 from typing import Any
 
 from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.pipeline.server_control import http_client, load_adapter
+from lmfoundry.track.registry import list_models, promote, resolve, rollback, show
 
 
 def register(subparsers: Any) -> None:
@@ -55,7 +57,6 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from lmfoundry.track.registry import list_models
 
     rows = list_models()
     if args.json:
@@ -70,7 +71,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from lmfoundry.track.registry import show
 
     info = show(args.name)
     if args.json:
@@ -90,8 +90,6 @@ def _show(args: argparse.Namespace) -> int:
 def _sync(args: argparse.Namespace, name: str, alias: str) -> str:
     if not args.server:
         return ""
-    from lmfoundry.pipeline.server import http_client, load_adapter
-    from lmfoundry.track.registry import resolve
 
     version, pointer = resolve(name, alias)
     if not pointer.adapter:
@@ -102,7 +100,6 @@ def _sync(args: argparse.Namespace, name: str, alias: str) -> str:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from lmfoundry.track.registry import promote
 
     moved = promote(args.name, args.version, args.alias)
     note = _sync(args, args.name, args.alias)
@@ -115,7 +112,6 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from lmfoundry.track.registry import rollback
 
     moved = rollback(args.name, args.alias)
     note = _sync(args, args.name, args.alias)

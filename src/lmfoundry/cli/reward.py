@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.finetune.align.reward import score
 
 
 def register(subparsers: Any) -> None:
@@ -35,7 +36,6 @@ def register(subparsers: Any) -> None:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from lmfoundry.finetune.reward import score
 
     scores = score(args.model, args.prompt, args.response)
     if args.json:

@@ -7,8 +7,16 @@ import os
 import sys
 from pathlib import Path
 
-from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.cli.common import add_json_flag, plugin_name, print_json
 from lmfoundry.errors import InvalidInputError
+from lmfoundry.generate.engine import load_model
+from lmfoundry.paths import lmf_home
+from lmfoundry.serve.app import create_app
+from lmfoundry.serve.capture import CaptureStore
+from lmfoundry.serve.http_server import serve_forever
+from lmfoundry.serve.middleware import load_api_keys
+from lmfoundry.serve.service import ServedModel, ServeOptions
+from lmfoundry.serve.stats import fetch_metrics, format_table, summarise
 
 USAGE = "lmf serve MODEL [options]  |  lmf serve stats [--url URL] [--api-key KEY] [--json]"
 
@@ -31,8 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--backend",
         default="transformers",
-        choices=["auto", "transformers", "llama_cpp"],
-        help="transformers batches requests and serves adapters; llama_cpp is sequential",
+        type=plugin_name("backend", "auto"),
+        help=(
+            "transformers (default) batches requests and serves adapters; llama_cpp is sequential; "
+            "auto, or a backend a plugin adds"
+        ),
     )
     p.add_argument("--served-model-name", help="the id clients send as `model` (default: the model name)")
     p.add_argument(
@@ -125,7 +136,6 @@ def _served_name(model: str) -> str:
 
 
 def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from lmfoundry.serve.service import ServeOptions
 
     if args.default_max_tokens is None:
         args.default_max_tokens = min(512, args.max_tokens)
@@ -170,12 +180,6 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from rich.console import Console
 
-    from lmfoundry.generate.engine import load_model
-    from lmfoundry.serve.app import create_app
-    from lmfoundry.serve.middleware import load_api_keys
-    from lmfoundry.serve.runner import serve_forever
-    from lmfoundry.serve.service import ServedModel
-
     options = _options(args)
     adapters = _parse_adapters(args.adapter)
     keys = load_api_keys(args.api_key, args.api_keys_file)
@@ -199,7 +203,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _batch_dir(args: argparse.Namespace) -> Path | None:
-    from lmfoundry.paths import lmf_home
 
     if args.batch_dir is None:
         return lmf_home() / "serve" / "batches"
@@ -209,7 +212,6 @@ def _batch_dir(args: argparse.Namespace) -> Path | None:
 def _capture(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if not args.capture:
         return None
-    from lmfoundry.serve.capture import CaptureStore
 
     return CaptureStore(
         args.capture, redact=args.redact, max_rows=args.capture_max_rows, max_days=args.capture_max_days
@@ -217,7 +219,6 @@ def _capture(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from lmfoundry.serve.stats import fetch_metrics, format_table, summarise
 
     rows = summarise(fetch_metrics(args.url, api_key=args.api_key[0] if args.api_key else None))
     if args.json:

@@ -16,7 +16,7 @@ from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
-    from lmfoundry.eval.runner import EvalResult
+    from lmfoundry.eval.evaluate import EvalResult
 
 LATENCY_KEYS = ("ttft_s", "tpot_s", "e2e_s")
 

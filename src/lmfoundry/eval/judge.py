@@ -1,264 +1,29 @@
 """Model-graded evaluation: rubric scores and pairwise preferences from a judge model.
 
-A judge is anything with `complete(prompt, seed=...) -> str`: a local model (`GeneratorJudge`
-over `lmfoundry.load(...)`), an OpenAI-compatible endpoint (`OpenAIJudge`), or a rule in a test.
-Judges are unreliable instruments, so this module measures them as it uses them:
+A judge is anything with `complete(prompt, seed=...) -> str` (`judges.py`); what it is asked and
+how its answers are read is in `judge_prompts.py`. Judges are unreliable instruments, so this
+module measures them as it uses them:
 
 - output that holds no score/verdict is *counted* (`n_unparseable`) and left out of means
   explicitly, never turned into NaN or a default score;
 - pairwise comparisons run in both orders; a verdict that follows the *position* rather than the
   response (A first, A again after swapping) is a contradiction, counted and scored as a tie;
 - repeats with different seeds give the spread of the headline number;
-- `agreement` measures the judge against human labels (accuracy and Cohen's kappa).
+- `judge_agreement.agreement` measures the judge against human labels (accuracy, Cohen's kappa).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from lmfoundry.config import load_yaml
 from lmfoundry.errors import InvalidInputError, LmfError
-from lmfoundry.types import Message, SamplingParams
-
-DEFAULT_RUBRIC_TEXT = (
-    "5: fully correct, complete and clear; 4: correct with minor gaps; 3: partly correct or "
-    "partly relevant; 2: mostly wrong or off-topic; 1: wrong, empty or nonsensical."
-)
-VERDICTS = ("a", "b", "tie")
-
-
-class JudgeBackend(Protocol):
-    """Turns a judging prompt into the judge's raw text."""
-
-    def complete(self, prompt: str, *, seed: int) -> str: ...
-
-
-@dataclass(frozen=True)
-class Rubric:
-    """An integer scale and the text that says what each score means."""
-
-    text: str = DEFAULT_RUBRIC_TEXT
-    min_score: int = 1
-    max_score: int = 5
-    name: str = "quality"
-
-    def __post_init__(self) -> None:
-        if self.min_score >= self.max_score:
-            raise InvalidInputError(f"rubric scale needs min < max, got {self.min_score}..{self.max_score}")
-        if not self.text.strip():
-            raise InvalidInputError("rubric text is empty")
-
-
-def load_rubric(path: str | Path) -> Rubric:
-    """A YAML file `{name, min, max, text}` or any other file whose text is the rubric (1-5)."""
-    path = Path(path)
-    if not path.is_file():
-        raise LmfError(f"rubric file not found: {path}")
-    if path.suffix not in (".yaml", ".yml"):
-        return Rubric(text=path.read_text(encoding="utf-8"))
-    data = load_yaml(path)
-    if not isinstance(data, dict):
-        raise InvalidInputError(f"{path}: a rubric YAML is a mapping with name/min/max/text")
-    unknown = set(data) - {"name", "min", "max", "text"}
-    if unknown:
-        raise InvalidInputError(
-            f"{path}: unknown rubric keys {sorted(unknown)} (allowed: name, min, max, text)"
-        )
-    try:
-        return Rubric(
-            text=str(data["text"]),
-            min_score=int(data.get("min", 1)),
-            max_score=int(data.get("max", 5)),
-            name=str(data.get("name", "quality")),
-        )
-    except KeyError as exc:
-        raise InvalidInputError(f"{path}: rubric needs a 'text' key") from exc
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{path}: rubric min/max must be integers ({exc})") from exc
-
-
-# ---------------------------------------------------------------------------------------------
-# Prompts and parsing
-
-
-def rubric_prompt(rubric: Rubric, prompt: str, response: str, reference: str = "") -> str:
-    lines = [
-        "You are an impartial grader. Rate the response to the task below using this rubric.",
-        "",
-        f"Rubric ({rubric.name}, integer from {rubric.min_score} to {rubric.max_score}):",
-        rubric.text.strip(),
-        "",
-        "[Task]",
-        prompt.strip(),
-    ]
-    if reference.strip():
-        lines += ["", "[Reference answer]", reference.strip()]
-    lines += [
-        "",
-        "[Response]",
-        response.strip(),
-        "",
-        f"Explain briefly, then end with a line 'Score: N' where N is an integer from "
-        f"{rubric.min_score} to {rubric.max_score}.",
-    ]
-    return "\n".join(lines)
-
-
-def pairwise_prompt(prompt: str, response_a: str, response_b: str) -> str:
-    return "\n".join(
-        [
-            "You are an impartial judge. Compare the two responses to the task below and decide which "
-            "is better (more correct, complete and helpful). The order of the responses is random; "
-            "do not let it influence you.",
-            "",
-            "[Task]",
-            prompt.strip(),
-            "",
-            "[Response A]",
-            response_a.strip(),
-            "",
-            "[Response B]",
-            response_b.strip(),
-            "",
-            "Explain briefly, then end with a line 'Verdict: A', 'Verdict: B' or 'Verdict: tie'.",
-        ]
-    )
-
-
-_NUMBER = r"(-?\d+(?:\.\d+)?)"
-_LABELLED_SCORE = re.compile(
-    r"\b(?:score|rating|grade)\b\s*(?:is|of|=|:)?\s*[*_\"'\[(]*\s*" + _NUMBER, re.IGNORECASE
-)
-_OUT_OF = re.compile(_NUMBER + r"\s*(?:/|out of)\s*(\d+)\b", re.IGNORECASE)
-_BARE = re.compile(r"^[\s*_\"'\[(]*" + _NUMBER + r"[\s*_\"'\].)!]*$")
-
-
-def parse_score(text: str, min_score: int = 1, max_score: int = 5) -> int | None:
-    """The integer score in a judge's text, or None when there is no unambiguous in-range score.
-
-    Looks, in order, for the last labelled score ("Score: 4", "**Rating:** 4/5", "score = 4"),
-    then the last "N/M" or "N out of M" with M the scale maximum, then a reply that is only a
-    number. Fractions, out-of-range numbers and unlabelled numbers inside prose are rejected:
-    a wrong score is worse than a counted unparseable one.
-    """
-    candidates = [m.group(1) for m in _LABELLED_SCORE.finditer(text)]
-    if not candidates:
-        candidates = [m.group(1) for m in _OUT_OF.finditer(text) if int(m.group(2)) == max_score]
-    if not candidates:
-        bare = _BARE.match(text)
-        candidates = [bare.group(1)] if bare else []
-    if not candidates:
-        return None
-    value = float(candidates[-1])
-    if not value.is_integer() or not min_score <= value <= max_score:
-        return None
-    return int(value)
-
-
-_LABELLED_VERDICT = re.compile(
-    r"\b(?:verdict|winner|answer|choice|better response)\b\s*(?:is|:|=)?\s*[*_\"'\[(]*\s*"
-    r"(?:response\s+)?(a|b|tie|draw|equal)\b",
-    re.IGNORECASE,
-)
-_BRACKETED = re.compile(r"\[\[\s*(a|b|c|tie)\s*\]\]", re.IGNORECASE)
-_SENTENCE = re.compile(r"\bresponse\s+(a|b)\s+is\s+better\b", re.IGNORECASE)
-_BARE_VERDICT = re.compile(r"^[\s*_\"'\[(]*(a|b|tie)[\s*_\"'\].)!]*$", re.IGNORECASE)
-
-
-def parse_verdict(text: str) -> str | None:
-    """ "a", "b" or "tie" (positions, not models) from a judge's text, or None.
-
-    Accepts "Verdict: B", "[[A]]" (MT-Bench style, "[[C]]" = tie), "Response A is better" and a
-    bare "A"; when several appear, the last one wins (judges reason first, then conclude).
-    """
-    for pattern in (_LABELLED_VERDICT, _BRACKETED, _SENTENCE, _BARE_VERDICT):
-        found = [m.group(1).lower() for m in pattern.finditer(text)]
-        if found:
-            last = found[-1]
-            return last if last in ("a", "b") else "tie"
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Judges
-
-
-@dataclass
-class GeneratorJudge:
-    """A judge backed by anything with `generate(prompt, params)` (e.g. `lmfoundry.load(...)`).
-
-    The prompt goes through the chat template when the model has one (instruction-tuned judges
-    expect it) and as raw text otherwise.
-    """
-
-    model: Any
-    params: SamplingParams = field(
-        default_factory=lambda: SamplingParams(temperature=0.0, max_new_tokens=128)
-    )
-
-    def complete(self, prompt: str, *, seed: int) -> str:
-        tokenizer = getattr(self.model, "tokenizer", None)
-        chat = bool(getattr(tokenizer, "chat_template", None))
-        request: str | list[Message] = [Message("user", prompt)] if chat else prompt
-        return str(self.model.generate(request, self.params.replace(seed=seed)).text)
-
-
-@dataclass
-class OpenAIJudge:
-    """A judge behind an OpenAI-compatible chat endpoint (vLLM, `lmf serve`, OpenAI itself)."""
-
-    base_url: str
-    model: str = "default"
-    api_key: str = "not-needed"
-    temperature: float = 0.0
-    max_tokens: int = 256
-    timeout_s: float = 120.0
-    max_retries: int = 2
-    _client: Any = field(default=None, init=False, repr=False)
-
-    def complete(self, prompt: str, *, seed: int) -> str:
-        from lmfoundry.plugins import require
-
-        if self._client is None:
-            openai = require("openai", extra="dev")
-            self._client = openai.OpenAI(
-                base_url=self.base_url,
-                api_key=self.api_key,
-                timeout=self.timeout_s,
-                max_retries=self.max_retries,
-            )
-        try:
-            response = self._client.chat.completions.create(
-                model=self.model,
-                messages=[{"role": "user", "content": prompt}],
-                temperature=self.temperature,
-                max_tokens=self.max_tokens,
-                seed=seed,
-            )
-        except Exception as exc:  # the openai package raises its own hierarchy
-            raise LmfError(f"judge endpoint {self.base_url} failed: {exc}") from exc
-        return response.choices[0].message.content or ""
-
-
-def make_judge(model_or_url: str, params: SamplingParams, *, judge_model: str = "default") -> JudgeBackend:
-    """An http(s) URL becomes an `OpenAIJudge`; anything else is loaded with `lmfoundry.load`."""
-    if model_or_url.startswith(("http://", "https://")):
-        return OpenAIJudge(
-            model_or_url, model=judge_model, temperature=params.temperature, max_tokens=params.max_new_tokens
-        )
-    import lmfoundry
-
-    return GeneratorJudge(lmfoundry.load(model_or_url), params)
-
-
-# ---------------------------------------------------------------------------------------------
-# Items and outputs files
+from lmfoundry.eval.judge_prompts import Rubric, pairwise_prompt, parse_score, parse_verdict, rubric_prompt
+from lmfoundry.eval.judges import JudgeBackend
 
 
 @dataclass(frozen=True)
@@ -318,10 +83,6 @@ def pairwise_items(
     ]
 
 
-# ---------------------------------------------------------------------------------------------
-# Rubric scoring
-
-
 def judge_rubric(
     judge: JudgeBackend, items: Sequence[JudgeItem], rubric: Rubric, seed: int = 0
 ) -> list[dict[str, Any]]:
@@ -349,10 +110,6 @@ def summarize_rubric(rows: Sequence[dict[str, Any]], rubric: Rubric) -> dict[str
         "mean_normalized": None if mean is None else (mean - rubric.min_score) / span,
         "histogram": histogram,
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# Pairwise comparison
 
 
 def combine_orders(first: str | None, swapped: str | None) -> dict[str, Any]:
@@ -408,16 +165,12 @@ def summarize_pairwise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "wins_a": sum(r["outcome"] == "a" for r in scored),
         "wins_b": sum(r["outcome"] == "b" for r in scored),
         "ties": sum(r["outcome"] == "tie" for r in scored),
-        "b_preference": _mean([r["b_score"] for r in scored]),
+        "b_preference": mean_of([r["b_score"] for r in scored]),
         "win_rate_b": None if not n else sum(r["outcome"] == "b" for r in scored) / n,
         "n_contradictions": contradictions,
         "contradiction_rate": None if not n else contradictions / n,
         "first_position_rate": None if not decisive else decisive.count("a") / len(decisive),
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# Repeats
 
 
 def repeat_stats(values: Sequence[float | None]) -> dict[str, Any]:
@@ -498,119 +251,10 @@ def _pooled(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         elif isinstance(first, dict):
             pooled[key] = {k: sum(v[k] for v in values) for k in first}
         else:
-            pooled[key] = _mean(values)
+            pooled[key] = mean_of(values)
     return pooled
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
+def mean_of(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
-
-
-# ---------------------------------------------------------------------------------------------
-# Agreement with human labels
-
-
-def cohens_kappa(labels_x: Sequence[Any], labels_y: Sequence[Any]) -> float | None:
-    """Cohen's kappa of two raters; None (not NaN) when chance agreement is 1 and kappa is undefined."""
-    if len(labels_x) != len(labels_y):
-        raise InvalidInputError("kappa needs two equally long label lists")
-    n = len(labels_x)
-    if n == 0:
-        return None
-    observed = sum(x == y for x, y in zip(labels_x, labels_y, strict=True)) / n
-    categories = set(labels_x) | set(labels_y)
-    expected = sum((list(labels_x).count(c) / n) * (list(labels_y).count(c) / n) for c in categories)
-    if expected >= 1.0:
-        return None
-    return (observed - expected) / (1.0 - expected)
-
-
-def read_labels(path: str | Path) -> tuple[str, list[dict[str, Any]]]:
-    """Human labels: pairwise `{prompt, response_a, response_b, human: a|b|tie}` or rubric
-    `{prompt, response, human_score}` records (one kind per file). Returns (kind, records)."""
-    path = Path(path)
-    if not path.is_file():
-        raise LmfError(f"labels file not found: {path}")
-    records = []
-    kinds = set()
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{path}:{line_no}: invalid JSON: {exc.msg}") from exc
-        kinds.add(_label_kind(record, path, line_no))
-        records.append(record)
-    if not records:
-        raise InvalidInputError(f"{path}: no labels")
-    if len(kinds) > 1:
-        raise InvalidInputError(f"{path}: mixes pairwise and rubric labels; use one kind per file")
-    return kinds.pop(), records
-
-
-def _label_kind(record: Any, path: Path, line_no: int) -> str:
-    where = f"{path}:{line_no}"
-    if isinstance(record, dict) and {"prompt", "response_a", "response_b", "human"} <= set(record):
-        if str(record["human"]).lower() not in VERDICTS:
-            raise InvalidInputError(f"{where}: human must be 'a', 'b' or 'tie', got {record['human']!r}")
-        return "pairwise"
-    if isinstance(record, dict) and {"prompt", "response", "human_score"} <= set(record):
-        if not isinstance(record["human_score"], int | float) or isinstance(record["human_score"], bool):
-            raise InvalidInputError(f"{where}: human_score must be a number")
-        return "rubric"
-    raise InvalidInputError(
-        f"{where}: a label needs {{prompt, response_a, response_b, human}} or {{prompt, response, human_score}}"
-    )
-
-
-def agreement(
-    judge: JudgeBackend,
-    kind: str,
-    records: Sequence[dict[str, Any]],
-    *,
-    rubric: Rubric | None = None,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Judge the labelled examples and compare with the humans: accuracy, Cohen's kappa, counts.
-
-    Pairwise labels are compared with the both-orders outcome; rubric labels with the parsed
-    score (plus mean absolute error and within-one accuracy). Unparseable judgments are counted
-    and excluded.
-    """
-    ids = [str(r.get("id", i)) for i, r in enumerate(records)]
-    if kind == "pairwise":
-        items = [
-            JudgeItem(i, r["prompt"], r["response_a"], other=r["response_b"])
-            for i, r in zip(ids, records, strict=True)
-        ]
-        rows = judge_pairwise(judge, items, seed)
-        judged = [row["outcome"] for row in rows]
-        human = [str(r["human"]).lower() for r in records]
-        extra: dict[str, Any] = {"contradictions": sum(row["contradiction"] for row in rows)}
-    else:
-        rubric = rubric or Rubric()
-        items = [
-            JudgeItem(i, r["prompt"], r["response"], r.get("reference", ""))
-            for i, r in zip(ids, records, strict=True)
-        ]
-        rows = judge_rubric(judge, items, rubric, seed)
-        judged = [row["score"] for row in rows]
-        human = [r["human_score"] for r in records]
-        pairs = [(j, h) for j, h in zip(judged, human, strict=True) if j is not None]
-        extra = {
-            "mae": _mean([abs(j - h) for j, h in pairs]),
-            "within_one": _mean([float(abs(j - h) <= 1) for j, h in pairs]),
-        }
-    kept = [(j, h) for j, h in zip(judged, human, strict=True) if j is not None]
-    return {
-        "kind": kind,
-        "n": len(records),
-        "n_scored": len(kept),
-        "n_unparseable": len(records) - len(kept),
-        "accuracy": _mean([float(j == h) for j, h in kept]),
-        "kappa": cohens_kappa([j for j, _ in kept], [h for _, h in kept]),
-        **extra,
-        "judgments": rows,
-    }

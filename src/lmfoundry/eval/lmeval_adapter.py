@@ -18,9 +18,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import lmfoundry
 from lmfoundry.config import load_yaml
 from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.paths import lmf_home
+from lmfoundry.plugins import require
 from lmfoundry.types import SamplingParams
 
 REQUIRED_TASK_KEYS = ("task", "dataset_path", "output_type")
@@ -91,7 +93,6 @@ def rolling_logprob(model: Any, token_ids: Sequence[int], prefix: int, max_lengt
 @cache
 def lmeval_model_class() -> type:
     """The "lmfoundry" lm-eval model class, defined and registered on first use."""
-    from lmfoundry.plugins import require
 
     require("lm_eval", extra="lmeval", package="lm-eval")
     from lm_eval.api.model import LM
@@ -105,7 +106,6 @@ def lmeval_model_class() -> type:
             self, pretrained: Any = None, max_length: int | None = None, max_gen_toks: int = 256, **_: Any
         ):
             super().__init__()
-            import lmfoundry
 
             if pretrained is None:
                 raise LmfError("the lmfoundry lm-eval model needs pretrained=NAME_OR_PATH (or a LoadedModel)")

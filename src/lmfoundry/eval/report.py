@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmfoundry.errors import LmfError
+from lmfoundry.eval.compare import load_comparison
+from lmfoundry.eval.evaluate import EvalResult
 from lmfoundry.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from lmfoundry.eval.runner import EvalResult
+    from lmfoundry.eval.evaluate import EvalResult
 
 MAX_EXAMPLES = 500
 """Per-example drill-down entries; beyond this the report says how many were left out."""
@@ -82,8 +84,6 @@ class ReportData:
 
 def load_report_data(path: str | Path) -> ReportData:
     """Read a run folder or a compare folder (see the module docstring)."""
-    from lmfoundry.eval.compare import load_comparison
-    from lmfoundry.eval.runner import EvalResult
 
     folder = Path(path)
     if not folder.is_dir():

@@ -10,9 +10,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from lmfoundry.errors import LmfError
+from lmfoundry import plugins
+from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.eval.closed_book_qa import QUESTIONS
 from lmfoundry.eval.metrics import check_metric_names
+from lmfoundry.finetune.data.templates import render_prompt
 from lmfoundry.paths import lmf_home
 from lmfoundry.types import Example, SamplingParams
 
@@ -41,7 +43,6 @@ class Task:
 
 def dialogsum_prompt(dialogue: str) -> str:
     """The fine-tuning `summarize` template's prompt, so evaluation asks exactly what training taught."""
-    from lmfoundry.finetune.templates import render_prompt
 
     return render_prompt("summarize", {"id": "eval", "dialogue": dialogue, "summary": "-", "topic": ""})
 
@@ -106,18 +107,37 @@ def jsonl_task(path: str | Path, metrics: tuple[str, ...] = ("exact_match", "tok
     )
 
 
-KNOWN_TASKS = ("dialogsum-synthetic", "closed-book-qa", "jsonl:PATH")
+def load_task(spec: str, data_dir: str | Path | None = None) -> Task:
+    """The task a spec names: a built-in (`dialogsum-synthetic`, `closed-book-qa`, `jsonl:PATH`) or
+    a registered `task` plugin's `NAME[:ARG]`; `data_dir` only applies to `dialogsum-synthetic`."""
+    name, arg = plugins.parse_spec(spec)
+    factory = plugins.get("task", name)  # an unknown name is an error naming the known ones
+    task: Task = factory(arg, data_dir)
+    return task
 
 
-def load_task(name: str, data_dir: str | Path | None = None) -> Task:
-    """Resolve a task name; `data_dir` only applies to `dialogsum-synthetic`."""
-    if name == "dialogsum-synthetic":
-        return dialogsum_task(data_dir)
-    if name == "closed-book-qa":
-        return closed_book_qa_task()
-    if name.startswith("jsonl:") and len(name) > len("jsonl:"):
-        return jsonl_task(name[len("jsonl:") :])
-    raise LmfError(f"unknown task {name!r}; known tasks: {', '.join(KNOWN_TASKS)}")
+def task_names() -> list[str]:
+    """Every task name (`jsonl` is `jsonl:PATH`), for help texts and errors."""
+    return [f"{n}:PATH" if n == "jsonl" else n for n in plugins.names("task")]
+
+
+def dialogsum_factory(arg: str, data_dir: str | Path | None) -> Task:
+    """The `dialogsum-synthetic` task plugin."""
+    if arg:
+        raise InvalidInputError("dialogsum-synthetic takes no argument (its folder is --data-dir)")
+    return dialogsum_task(data_dir)
+
+
+def closed_book_qa_factory(arg: str, data_dir: str | Path | None) -> Task:
+    """The `closed-book-qa` task plugin."""
+    return closed_book_qa_task()
+
+
+def jsonl_factory(arg: str, data_dir: str | Path | None) -> Task:
+    """The `jsonl:PATH` task plugin."""
+    if not arg:
+        raise InvalidInputError("name the file: jsonl:PATH")
+    return jsonl_task(arg)
 
 
 def _read_jsonl(path: Path) -> list[tuple[int, dict]]:

@@ -14,12 +14,35 @@ from typing import Any
 
 from lmfoundry.config import apply_overrides, build, load_yaml
 from lmfoundry.errors import InvalidInputError
-from lmfoundry.finetune.distributed import MODES as ACCELERATE_MODES
 
+METHODS = (
+    "full",
+    "lora",
+    "qlora",
+    "adalora",
+    "ia3",
+    "prefix",
+    "ptuning_v2",
+    "prompt",
+    "ptuning",
+    "adaption_prompt",
+)
+PROMPT_METHODS = ("prefix", "ptuning_v2", "prompt", "ptuning")
+"""Methods that add virtual tokens (peft "prompt learning"): no merge into the base weights."""
+MERGEABLE = ("lora", "qlora", "adalora", "ia3")
+
+ACCELERATE_MODES = ("auto", "on", "off")
+"""`training.accelerate`: auto (use accelerate when a launcher started the run), on, off."""
 SCHEDULERS = ("linear", "cosine", "constant")
 STAGES = ("sft", "reward", "dpo", "ppo")
 ALIGN_METHODS = ("full", "lora")
 PRECISIONS = ("fp32", "bf16")
+
+
+def check_method(name: str) -> str:
+    if name not in METHODS:
+        raise InvalidInputError(f"unknown fine-tuning method {name!r} (choose from {', '.join(METHODS)})")
+    return name
 
 
 @dataclass
@@ -153,7 +176,6 @@ class FinetuneConfig:
 
 def validate(config: FinetuneConfig) -> FinetuneConfig:
     """Range checks that the type coercion in `lmfoundry.config.build` cannot express."""
-    from lmfoundry.finetune.methods import check_method
 
     check_method(config.method.name)
     t, d = config.training, config.data

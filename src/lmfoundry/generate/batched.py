@@ -14,11 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lmfoundry.models.adapters import BASE_ADAPTER
+
 if TYPE_CHECKING:
     import torch
-
-BASE_ADAPTER = "__base__"
-"""peft's name for "no adapter" in a mixed-adapter batch."""
 
 KV = list[tuple["torch.Tensor", "torch.Tensor"]]
 """Per layer (keys, values), each [batch, kv_heads, positions, head_dim]."""

@@ -9,14 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from lmfoundry.errors import InvalidInputError, LmfError
+from lmfoundry import plugins
+from lmfoundry.errors import InvalidInputError
 from lmfoundry.generate.backend import Backend
+from lmfoundry.models.load import resolve
+from lmfoundry.models.store import weights_format
 from lmfoundry.types import Message, SamplingParams
-
-BACKENDS = ("auto", "transformers", "llama_cpp")
 
 
 @dataclass
@@ -196,9 +196,8 @@ def choose_backend(
     SmolLM2-135M: "The capital of France is Paris." vs "L'Etoile, ..."); use
     `--backend llama_cpp` for its speed when that trade is acceptable.
     """
-    if requested not in BACKENDS:
-        raise InvalidInputError(f"unknown backend {requested!r} (choose from {', '.join(BACKENDS)})")
     if requested != "auto":
+        plugins.get("backend", requested)  # an unknown name is an error naming the known ones
         return requested
     if gguf_only and not has_adapters:
         return "llama_cpp"  # a GGUF quantization in the store has no transformers weights
@@ -217,8 +216,6 @@ def load_model(
     name: str, *, backend: str = "auto", adapters: list[str] | None = None, threads: int | None = None
 ) -> LoadedModel:
     """Resolve `name`, pick a backend and load it (see `lmfoundry.load`)."""
-    from lmfoundry.models.load import resolve
-    from lmfoundry.models.quantize_store import entry_format
 
     resolved = resolve(name)
     all_adapters = [*resolved.adapters, *(adapters or [])]
@@ -226,35 +223,13 @@ def load_model(
         backend = resolved.profile.backend
     chosen = choose_backend(
         backend,
-        gguf_only=entry_format(resolved.quantization) == "gguf",
+        gguf_only=weights_format(resolved.quantization) == "gguf",
         kind=resolved.kind,
         has_gguf=resolved.gguf is not None,
         has_adapters=bool(all_adapters),
         quantized=bool(resolved.quantization),
     )
-    runtime: Backend
-    if chosen == "llama_cpp":
-        if resolved.gguf is None:
-            raise LmfError(f"{name} has no GGUF file for the llama_cpp backend (use --backend transformers)")
-        gguf_adapters = [a for a in all_adapters if str(a).endswith(".gguf")]
-        if len(gguf_adapters) != len(all_adapters) or len(gguf_adapters) > 1:
-            raise LmfError(
-                "the llama_cpp backend takes one GGUF LoRA adapter (`lmf export gguf RUN --lora`); "
-                "PEFT adapter folders need the transformers backend"
-            )
-        template = resolved.profile.chat_template if resolved.profile else None
-        from lmfoundry.generate.llamacpp_backend import LlamaCppBackend
-
-        lora = Path(gguf_adapters[0]) if gguf_adapters else None
-        if lora is not None and not lora.is_file():
-            raise LmfError(f"GGUF adapter not found: {lora}")
-        runtime = LlamaCppBackend(resolved.gguf, threads=threads, chat_template=template, lora_path=lora)
-    else:
-        if any(str(a).endswith(".gguf") for a in all_adapters):
-            raise LmfError("GGUF LoRA adapters run on llama.cpp: pass --backend llama_cpp")
-        from lmfoundry.generate.hf_backend import TransformersBackend
-
-        runtime = TransformersBackend.load(name, adapters=adapters, threads=threads)
+    runtime = plugins.get("backend", chosen)(resolved, adapters=list(adapters or []), threads=threads)
     profile = resolved.profile
     return LoadedModel(
         name,

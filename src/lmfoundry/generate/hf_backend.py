@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from lmfoundry.errors import LmfError
+from lmfoundry.generate.sampling import make_generator, sample_next
+from lmfoundry.models.load import ResolvedModel, load_hf_model
 from lmfoundry.types import Message, SamplingParams
 
 
@@ -35,13 +37,6 @@ class TransformersBackend:
         )
         self.eos_ids = frozenset(i for i in eos if i is not None)
 
-    @classmethod
-    def load(cls, name: str, adapters: list[str] | None = None, **kwargs: Any) -> TransformersBackend:
-        from lmfoundry.models.load import load_hf_model
-
-        model, tokenizer = load_hf_model(name, adapters=adapters)
-        return cls(model, tokenizer, **kwargs)
-
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
 
@@ -64,8 +59,6 @@ class TransformersBackend:
     def token_stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[int]:
         import torch
 
-        from lmfoundry.generate.sampling import make_generator, sample_next
-
         generator = None if params.greedy else make_generator(params.seed)
         history = list(prompt_ids)
         with torch.inference_mode():
@@ -77,3 +70,13 @@ class TransformersBackend:
                 if token in self.eos_ids:
                     return
                 out = self.model(input_ids=torch.tensor([[token]]), cache=out.cache, use_cache=True)
+
+
+def load_backend(
+    resolved: ResolvedModel, *, adapters: list[str], threads: int | None = None
+) -> TransformersBackend:
+    """The `transformers` backend plugin: fp32 (or packed quantized) weights, PEFT adapters."""
+    if any(str(a).endswith(".gguf") for a in [*resolved.adapters, *adapters]):
+        raise LmfError("GGUF LoRA adapters run on llama.cpp: pass --backend llama_cpp")
+    model, tokenizer = load_hf_model(resolved.name, adapters=adapters)
+    return TransformersBackend(model, tokenizer, threads=threads)

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from lmfoundry.errors import LmfError
+from lmfoundry.generate.chat_template import render_chat
+from lmfoundry.models.load import ResolvedModel
 from lmfoundry.plugins import require
 from lmfoundry.types import Message, SamplingParams
 
@@ -64,7 +66,6 @@ class LlamaCppBackend:
             raise LmfError(
                 "this model has no chat template: give a raw prompt, or set chat_template in a profile"
             )
-        from lmfoundry.generate.chat_template import render_chat
 
         text = render_chat(self.chat_template, messages, bos_token=self._bos, eos_token=self._eos)
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -97,3 +98,25 @@ def _eog_ids(llm: Any) -> set[int]:
         if len(tokens) == 1:
             ids.add(int(tokens[0]))
     return ids
+
+
+def load_backend(
+    resolved: ResolvedModel, *, adapters: list[str], threads: int | None = None
+) -> LlamaCppBackend:
+    """The `llama_cpp` backend plugin: the model's GGUF file, with at most one GGUF LoRA adapter."""
+    if resolved.gguf is None:
+        raise LmfError(
+            f"{resolved.name} has no GGUF file for the llama_cpp backend (use --backend transformers)"
+        )
+    every_adapter = [*resolved.adapters, *adapters]
+    gguf_adapters = [a for a in every_adapter if str(a).endswith(".gguf")]
+    if len(gguf_adapters) != len(every_adapter) or len(gguf_adapters) > 1:
+        raise LmfError(
+            "the llama_cpp backend takes one GGUF LoRA adapter (`lmf export gguf RUN --lora`); "
+            "PEFT adapter folders need the transformers backend"
+        )
+    lora = Path(gguf_adapters[0]) if gguf_adapters else None
+    if lora is not None and not lora.is_file():
+        raise LmfError(f"GGUF adapter not found: {lora}")
+    template = resolved.profile.chat_template if resolved.profile else None
+    return LlamaCppBackend(resolved.gguf, threads=threads, chat_template=template, lora_path=lora)

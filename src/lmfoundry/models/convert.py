@@ -8,7 +8,9 @@ refuses to `save_pretrained` a model it loaded from GGUF) and cached, so later l
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from lmfoundry.errors import LmfError, ModelNotFoundError
 
@@ -84,3 +86,35 @@ def hub_error(source: str, exc: Exception) -> LmfError:
             "the local cache (unset HF_HUB_OFFLINE with network access, or pull a local directory or GGUF file)"
         )
     return ModelNotFoundError(f"cannot load {source!r} from the Hugging Face hub: {exc}".splitlines()[0])
+
+
+def _is_linear_weight(name: str, shape: tuple[int, ...]) -> bool:
+    """Weights of the transformer blocks' matmuls (what QuantLinear replaces), not embeddings."""
+    return name.startswith("blk.") and name.endswith(".weight") and len(shape) == 2
+
+
+def gguf_summary(path: Path) -> dict[str, Any]:
+    """Parameter count, bytes and bits/param (all tensors, and block linears only), tensor types."""
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    params = nbytes = lin_params = lin_bytes = 0
+    types: Counter[str] = Counter()
+    for tensor in reader.tensors:
+        shape = tuple(int(d) for d in tensor.shape)
+        params += int(tensor.n_elements)
+        nbytes += int(tensor.n_bytes)
+        types[tensor.tensor_type.name] += 1
+        if _is_linear_weight(tensor.name, shape):
+            lin_params += int(tensor.n_elements)
+            lin_bytes += int(tensor.n_bytes)
+    file_type = reader.fields.get("general.file_type")
+    return {
+        "parameters": params,
+        "tensor_bytes": nbytes,
+        "bits_per_param_overall": 8.0 * nbytes / params if params else 0.0,
+        "linear_parameters": lin_params,
+        "bits_per_param": 8.0 * lin_bytes / lin_params if lin_params else 0.0,
+        "tensor_types": dict(sorted(types.items())),
+        "file_type": int(file_type.contents()) if file_type is not None else None,
+    }

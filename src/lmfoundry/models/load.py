@@ -11,10 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmfoundry import paths, plugins
 from lmfoundry.errors import LmfError, ModelNotFoundError
 from lmfoundry.models import profile as profiles
 from lmfoundry.models import store
-from lmfoundry.models.catalog import CATALOG
+from lmfoundry.models.adapters import apply_adapter
+from lmfoundry.models.catalog import CATALOG, packaged_gguf
+from lmfoundry.models.convert import check_gguf_file, hub_error
+from lmfoundry.models.store import weights_format
 
 if TYPE_CHECKING:
     from lmfoundry.models.profile import Profile
@@ -63,8 +67,6 @@ def resolve(name: str) -> ResolvedModel:
         return ResolvedModel(name, "catalog", name, gguf=_catalog_gguf(name))
     path = Path(name).expanduser()
     if name.endswith(".gguf"):
-        from lmfoundry.models.convert import check_gguf_file
-
         check_gguf_file(path)
         return ResolvedModel(name, "gguf", str(path.resolve()), gguf=path.resolve())
     if path.is_dir():
@@ -80,8 +82,6 @@ def resolve(name: str) -> ResolvedModel:
 
 
 def _catalog_gguf(name: str) -> Path | None:
-    from lmfoundry import paths
-    from lmfoundry.models.catalog import packaged_gguf
 
     return packaged_gguf(CATALOG[name], paths.lmf_home() / "gguf")
 
@@ -94,8 +94,6 @@ def load_tokenizer(name: str) -> Any:
 
 def _tokenizer_for(resolved: ResolvedModel, checkpoint: str) -> Any:
     from transformers import AutoTokenizer
-
-    from lmfoundry.models.convert import hub_error
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)
@@ -116,20 +114,19 @@ def load_hf_model(name: str, *, adapters: list[str] | None = None) -> tuple[Any,
     resolved = resolve(name)
     checkpoint = resolved.checkpoint()
     tokenizer = _tokenizer_for(resolved, checkpoint)
-    from lmfoundry.models.quantize_store import entry_format
 
-    weights_format = entry_format(resolved.quantization)
-    if weights_format == "gguf":
+    stored_as = weights_format(resolved.quantization)
+    if stored_as == "gguf":
         raise LmfError(
             f"{name} is a GGUF quantization: run it with --backend llama_cpp (transformers needs the "
             "fp32 or nf4/fp4/int8 entries)"
         )
-    if weights_format == "torch":
-        from lmfoundry.models.quantize import load_quantized
-
-        model = load_quantized(Path(checkpoint))
-    else:
-        model = _from_pretrained(checkpoint)
+    # packed formats are loaded by their `weights` plugin (nf4/fp4/int8: lmfoundry.quantize)
+    model = (
+        _from_pretrained(checkpoint)
+        if stored_as is None
+        else plugins.get("weights", stored_as)(Path(checkpoint))
+    )
     for adapter in [*resolved.adapters, *(adapters or [])]:
         model = apply_adapter(model, adapter)
     model.eval()
@@ -139,18 +136,7 @@ def load_hf_model(name: str, *, adapters: list[str] | None = None) -> tuple[Any,
 def _from_pretrained(checkpoint: str) -> Any:
     from transformers import AutoModelForCausalLM
 
-    from lmfoundry.models.convert import hub_error
-
     try:
         return AutoModelForCausalLM.from_pretrained(checkpoint, dtype="float32")
     except OSError as exc:
         raise hub_error(checkpoint, exc) from exc
-
-
-def apply_adapter(model: Any, adapter_dir: str) -> Any:
-    """Wrap `model` with a PEFT adapter from a directory (adapter_config.json + weights)."""
-    if not (Path(adapter_dir) / "adapter_config.json").is_file():
-        raise ModelNotFoundError(f"adapter not found: {adapter_dir} (no adapter_config.json)")
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(model, adapter_dir)

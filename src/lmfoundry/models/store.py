@@ -19,7 +19,8 @@ from typing import Any
 from lmfoundry import paths
 from lmfoundry.errors import InvalidInputError, LmfError, ModelNotFoundError
 from lmfoundry.fsutil import atomic_dir, atomic_write_text
-from lmfoundry.models.catalog import CATALOG
+from lmfoundry.models import convert
+from lmfoundry.models.catalog import CATALOG, packaged_gguf
 
 MANIFEST = "lmf_model.json"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -118,7 +119,6 @@ def pull(source: str, name: str | None = None, *, force: bool = False) -> Path:
     `source` is a catalog name, a `.gguf` file, a local transformers directory or a hub id.
     Already-pulled entries are returned at once unless `force`.
     """
-    from lmfoundry.models import convert
 
     target_name = validate_name(name or default_name(source))
     folder = entry_dir(target_name)
@@ -128,7 +128,6 @@ def pull(source: str, name: str | None = None, *, force: bool = False) -> Path:
     with atomic_dir(folder) as tmp:
         if source in CATALOG:
             entry = CATALOG[source]
-            from lmfoundry.models.catalog import packaged_gguf
 
             gguf_path = packaged_gguf(entry, paths.lmf_home() / "gguf")
             convert.gguf_to_checkpoint(gguf_path, tmp)
@@ -171,10 +170,8 @@ def show(name: str) -> dict[str, Any]:
     folder = entry_dir(name)
     manifest = read_manifest(name)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    from lmfoundry.models.quantize_store import entry_format, show_facts
-
-    n_params, dtypes = 0, set[str]()  # a GGUF entry has no safetensors: show_facts reads the GGUF
-    if entry_format(manifest.quantization) != "gguf":
+    n_params, dtypes = 0, set[str]()  # a GGUF entry has no safetensors: quantized_facts reads the GGUF
+    if weights_format(manifest.quantization) != "gguf":
         n_params, dtypes = safetensors_summary(folder)
     info = {
         "name": name,
@@ -191,7 +188,9 @@ def show(name: str) -> dict[str, Any]:
         "quantization": manifest.quantization,
         "path": str(folder),
     }
-    info.update(show_facts(manifest))  # packed codes are not parameters; GGUF entries have no safetensors
+    info.update(
+        quantized_facts(manifest)
+    )  # packed codes are not parameters; GGUF entries have no safetensors
     return info
 
 
@@ -234,3 +233,32 @@ def safetensors_summary(folder: Path) -> tuple[int, set[str]]:
     if not total and not list(folder.glob("*.safetensors")):
         raise LmfError(f"{folder} has no safetensors weights")
     return total, dtypes
+
+
+def weights_format(quantization: dict[str, Any] | None) -> str | None:
+    """ "torch", "gguf" or None (not quantized): how a store entry's weights must be loaded."""
+    if not quantization:
+        return None
+    return str(
+        quantization.get("format")
+        or ("gguf" if str(quantization.get("method", "")).startswith("gguf-") else "torch")
+    )
+
+
+def quantized_facts(manifest: Manifest) -> dict[str, Any]:
+    """What `lmf models show` should print for a quantized entry instead of safetensors counts.
+
+    Packed uint8 codes are not parameters, and a GGUF entry has no safetensors at all: the
+    parameter count comes from the manifest (the fp32 model's), the dtype names the method.
+    """
+    quant = manifest.quantization or {}
+    if not quant:
+        return {}
+    fmt = weights_format(quant)
+    dtype = f"{quant['method']} ({fmt}, {quant.get('bits_per_param')} bits/param in quantized layers)"
+    facts: dict[str, Any] = {"parameters": quant.get("parameters"), "dtype": dtype}
+    if fmt == "gguf" and manifest.gguf and Path(manifest.gguf).is_file():
+        summary = convert.gguf_summary(Path(manifest.gguf))
+        facts["parameters"] = facts["parameters"] or summary["parameters"]
+        facts["tensor_types"] = summary["tensor_types"]
+    return facts

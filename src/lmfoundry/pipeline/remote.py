@@ -12,6 +12,8 @@ import time
 from typing import Any
 
 from lmfoundry.errors import LmfError
+from lmfoundry.generate.engine import GenerationResult
+from lmfoundry.plugins import require
 from lmfoundry.types import Message, SamplingParams
 
 
@@ -28,7 +30,6 @@ class RemoteModel:
         context_length: int = 2048,
         timeout_s: float = 300.0,
     ) -> None:
-        from lmfoundry.plugins import require
 
         openai = require("openai", extra="dev")
         url = base_url.rstrip("/")
@@ -50,7 +51,6 @@ class RemoteModel:
     def generate(
         self, prompt: str | list[Message], params: SamplingParams | None = None, **overrides: Any
     ) -> Any:
-        from lmfoundry.generate.engine import GenerationResult
 
         params = (params or SamplingParams()).replace(**overrides)
         common: dict[str, Any] = {

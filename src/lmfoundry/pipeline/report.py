@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from lmfoundry.eval.report import CSS, load_report_data, render_html
 from lmfoundry.fsutil import atomic_write_text
-from lmfoundry.pipeline.runner import PipelineResult, describe
+from lmfoundry.pipeline.execute import PipelineResult, describe
 
 if TYPE_CHECKING:
     from lmfoundry.pipeline.spec import PipelineSpec
@@ -97,7 +98,6 @@ def _pipeline_section(spec: PipelineSpec, result: PipelineResult) -> str:
 
 def write_pipeline_report(spec: PipelineSpec, result: PipelineResult) -> Path:
     """`<workdir>/report.html`: the pipeline section, then the evaluation report if there is one."""
-    from lmfoundry.eval.report import CSS, load_report_data, render_html
 
     section = _pipeline_section(spec, result)
     compare_dir = next((o["compare_dir"] for s in result.stages if s.kind == "evaluate"

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lmfoundry.config import build, load_yaml
+from lmfoundry.config import apply_overrides, build, load_yaml
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.paths import lmf_home
+from lmfoundry.pipeline.stage_kind import stage_kind, stage_names
 
 REF = re.compile(r"\$\{([A-Za-z0-9_-]+)\.([A-Za-z0-9_.-]+)\}")
 _STAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -91,7 +92,6 @@ def _strings(value: Any) -> list[str]:
 
 def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> PipelineSpec:
     """Read and check a pipeline file: known stage kinds, unique names, options, references."""
-    from lmfoundry.config import apply_overrides
 
     path = Path(path).expanduser().resolve()
     data = apply_overrides(load_yaml(path), overrides or [])
@@ -136,13 +136,14 @@ def _stage(item: Any, index: int, path: Path) -> StageSpec:
 
 
 def _check_stages(stages: list[StageSpec], path: Path) -> None:
-    from lmfoundry.pipeline.stages import STAGES
 
     seen: set[str] = set()
     for stage in stages:
         where = f"{path}: stage {stage.name!r}"
-        if stage.kind not in STAGES:
-            raise InvalidInputError(f"{where}: unknown kind {stage.kind!r} (known: {', '.join(STAGES)})")
+        if stage.kind not in stage_names():
+            raise InvalidInputError(
+                f"{where}: unknown kind {stage.kind!r} (known: {', '.join(stage_names())})"
+            )
         if stage.name in seen:
             raise InvalidInputError(f"{where}: duplicate stage name (give one of them a 'name')")
         for ref_stage, _key in stage.refs():
@@ -154,7 +155,7 @@ def _check_stages(stages: list[StageSpec], path: Path) -> None:
             if need not in seen:
                 raise InvalidInputError(f"{where}: needs {need!r}, which does not run before it")
         seen.add(stage.name)
-        options_cls = STAGES[stage.kind].options
+        options_cls = stage_kind(stage.kind).options
         known = {f.name for f in dataclasses.fields(options_cls)}
         unknown = sorted(set(stage.options) - known)
         if unknown:
@@ -194,6 +195,5 @@ def _lookup(outputs: dict[str, dict[str, Any]], stage: str, key: str) -> Any:
 
 def build_options(stage: StageSpec, outputs: dict[str, dict[str, Any]]) -> Any:
     """The stage's typed options with references filled in."""
-    from lmfoundry.pipeline.stages import STAGES
 
-    return build(STAGES[stage.kind].options, interpolate(stage.options, outputs), f"{stage.name}.")
+    return build(stage_kind(stage.kind).options, interpolate(stage.options, outputs), f"{stage.name}.")

@@ -14,7 +14,7 @@ from typing import Any
 
 from lmfoundry.errors import LmfError
 from lmfoundry.fsutil import atomic_write_text
-from lmfoundry.pipeline.spec import StageSpec
+from lmfoundry.pipeline.spec import StageSpec, _strings
 
 STATE_FILE = "state.json"
 KEY_VERSION = 1
@@ -48,7 +48,6 @@ def digest(value: Any) -> str:
 
 def _file_digests(options: dict[str, Any], base_dir: Path) -> dict[str, str]:
     """sha256 of every existing file an option value names (edits to a config re-run the stage)."""
-    from lmfoundry.pipeline.spec import _strings
 
     found: dict[str, str] = {}
     for text in _strings(options):

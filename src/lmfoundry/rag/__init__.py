@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
-from lmfoundry.rag.api import ask, index_paths, list_stores, search
+from lmfoundry.rag.answer import Answer, ask
+from lmfoundry.rag.index import IndexReport, index_paths, list_stores
+from lmfoundry.rag.search import search
+from lmfoundry.rag.stores.base import SearchFilter
 
-__all__ = ["ask", "index_paths", "list_stores", "search"]
+__all__ = ["Answer", "IndexReport", "SearchFilter", "ask", "index_paths", "list_stores", "search"]

@@ -16,7 +16,7 @@ import hashlib
 from typing import Any
 
 from lmfoundry.errors import InvalidInputError
-from lmfoundry.rag.load import Document
+from lmfoundry.rag.documents import Document
 from lmfoundry.types import Chunk
 
 DEFAULT_CHUNK_SIZE = 512

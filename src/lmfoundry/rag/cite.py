@@ -23,11 +23,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lmfoundry.embed.sentence import embed_texts
 from lmfoundry.errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from lmfoundry.embed.sentence import Embedder
     from lmfoundry.generate.engine import LoadedModel
-    from lmfoundry.rag.embed import Embedder
 
 CITE_MODES: tuple[str, ...] = ("auto", "model", "forced")
 FORCED_PREFIX = "According to Document"
@@ -120,7 +121,6 @@ def attribute_by_similarity(embedder: Embedder, answer: str, texts: Sequence[str
     """The document whose embedding is closest to the answer's (cosine; its value as the score)."""
     if not texts:
         return None
-    from lmfoundry.rag.embed import embed_texts
 
     vectors = embed_texts(embedder, [answer, *texts], use_cache=False, progress=False)
     similarity = vectors[1:] @ vectors[0]

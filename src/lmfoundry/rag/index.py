@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from lmfoundry import plugins
+from lmfoundry.embed.sentence import DEFAULT_EMBEDDER, Embedder, embed_texts, load_embedder
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.fsutil import atomic_write_text
 from lmfoundry.paths import lmf_home
 from lmfoundry.rag.chunk import chunk_document, default_chunk_size, default_overlap
-from lmfoundry.rag.embed import DEFAULT_EMBEDDER, Embedder, embed_texts, load_embedder
-from lmfoundry.rag.load import BUILTIN_PREFIX, Document, load_origin, origins
-from lmfoundry.rag.stores import lancedb_store, qdrant_store  # noqa: F401  (register the backends)
+from lmfoundry.rag.documents import BUILTIN_PREFIX, Document, load_origin, origins
 from lmfoundry.rag.stores.base import SourceRecord, VectorStore, metadata_to_json
 
 DEFAULT_BACKEND = "lancedb"
@@ -177,13 +176,11 @@ def create_or_open(
     else:
         model, embedder_name = embedder, embedder.model_id
     config = _new_config(current, model, embedder_name, backend, chunk_size, overlap, tokenizer)
-    if config.backend not in plugins.names("vector_store"):
-        plugins.get("vector_store", config.backend)  # raises the "unknown ... (known: ...)" error
+    store_factory = plugins.get("vector_store", config.backend)  # unknown: an error naming the known ones
     if config != current:
         path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path / "store.json", json.dumps(asdict(config), indent=2))
-    store = plugins.get("vector_store", config.backend)(path, config.dimension)
-    return RagIndex(name, path, config, store, model)
+    return RagIndex(name, path, config, store_factory(path, config.dimension), model)
 
 
 def _chunk_tokenizer(index: RagIndex) -> Any:

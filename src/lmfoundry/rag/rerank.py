@@ -3,16 +3,22 @@ cross-encoder, or a reader LLM's yes/no relevance judgement.
 
 Spec strings used by the CLI and `search(..., rerank=...)`: `mmr` or `mmr:0.7` (lambda),
 `per-source` or `per-source:2` (chunks kept per source document), `cross-encoder:PATH` (any
-sentence-transformers CrossEncoder directory), `llm` or `llm:MODEL`.
+sentence-transformers CrossEncoder directory), `llm` or `llm:MODEL`. Each name is a `reranker`
+plugin (`lmfoundry.plugins`): its factory takes the text after the colon and checks it, so
+`make_reranker` rejects a bad spec before anything is opened; a package can add its own.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
+from lmfoundry import plugins
+from lmfoundry.embed.sentence import embed_texts
 from lmfoundry.errors import InvalidInputError
+from lmfoundry.models.load import load_hf_model
 from lmfoundry.plugins import require
 from lmfoundry.types import Hit
 
@@ -59,7 +65,6 @@ def mmr(
 def mmr_rerank(
     index: RagIndex, query: str, hits: Sequence[Hit], k: int, lam: float = DEFAULT_MMR_LAMBDA
 ) -> list[Hit]:
-    from lmfoundry.rag.embed import embed_texts
 
     if not hits:
         return []
@@ -133,13 +138,9 @@ def llm_rerank(model: Any, tokenizer: Any, query: str, hits: Sequence[Hit], k: i
     return [Hit(hits[i].chunk, scores[i]) for i in order[:k]]
 
 
+@functools.lru_cache(maxsize=1)
 def _load_reader(name: str) -> tuple[Any, Any]:
-    try:
-        from lmfoundry.models.load import load_hf_model
-    except ImportError:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        return AutoModelForCausalLM.from_pretrained(name).eval(), AutoTokenizer.from_pretrained(name)
+    """The reader model of the `llm` reranker, kept for the next query (one model at a time)."""
     return load_hf_model(name)
 
 
@@ -165,28 +166,90 @@ def per_source(hits: Sequence[Hit], k: int, limit: int = 1) -> list[Hit]:
     return kept
 
 
-def rerank(spec: str, index: RagIndex, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
-    """Apply the reranker a spec string names (see the module docstring)."""
-    kind, _, arg = spec.partition(":")
-    if kind == "per-source":
-        try:
-            limit = int(arg) if arg else 1
-        except ValueError:
-            raise InvalidInputError(f"invalid per-source limit in {spec!r}: use per-source:2") from None
-        return per_source(hits, k, limit)
-    if kind == "mmr":
-        try:
-            lam = float(arg) if arg else DEFAULT_MMR_LAMBDA
-        except ValueError:
-            raise InvalidInputError(f"invalid MMR lambda in {spec!r}: use mmr:0.7") from None
-        return mmr_rerank(index, query, hits, k, lam)
-    if kind == "cross-encoder":
-        if not arg:
-            raise InvalidInputError("name the cross-encoder: cross-encoder:PATH")
-        return cross_encoder_rerank(arg, query, hits, k)
-    if kind == "llm":
-        model, tokenizer = _load_reader(arg or DEFAULT_LLM)
+class Reranker(Protocol):
+    """Reorder retrieval candidates and keep the best k (what a `reranker` plugin factory returns)."""
+
+    def __call__(self, index: RagIndex, query: str, hits: Sequence[Hit], k: int) -> list[Hit]: ...
+
+
+def make_reranker(spec: str) -> Reranker:
+    """The reranker a spec names (`mmr:0.7`, `per-source:2`, a plugin's `NAME[:ARG]`), checked now:
+    a bad spec is an error before any store is opened or model loaded."""
+    name, arg = plugins.parse_spec(spec)
+    factory = plugins.get("reranker", name)
+    reranker: Reranker = factory(arg)
+    return reranker
+
+
+def rerank(spec: str | Reranker, index: RagIndex, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
+    """Apply a reranker, or the one a spec string names (see the module docstring)."""
+    reranker = make_reranker(spec) if isinstance(spec, str) else spec
+    return reranker(index, query, hits, k)
+
+
+def _number(arg: str, default: float, kind: type, what: str, example: str) -> Any:
+    try:
+        return kind(arg) if arg else default
+    except ValueError:
+        raise InvalidInputError(f"invalid {what} {arg!r}: use {example}") from None
+
+
+@dataclass(frozen=True)
+class MMRReranker:
+    lam: float = DEFAULT_MMR_LAMBDA
+
+    def __call__(self, index: RagIndex, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
+        return mmr_rerank(index, query, hits, k, self.lam)
+
+
+@dataclass(frozen=True)
+class PerSourceReranker:
+    limit: int = 1
+
+    def __call__(self, index: RagIndex, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
+        return per_source(hits, k, self.limit)
+
+
+@dataclass(frozen=True)
+class CrossEncoderReranker:
+    path: str
+
+    def __call__(self, index: RagIndex, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
+        return cross_encoder_rerank(self.path, query, hits, k)
+
+
+@dataclass(frozen=True)
+class LLMReranker:
+    model: str = DEFAULT_LLM
+
+    def __call__(self, index: RagIndex, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
+        model, tokenizer = _load_reader(self.model)
         return llm_rerank(model, tokenizer, query, hits, k)
-    raise InvalidInputError(
-        f"unknown reranker {spec!r} (use mmr[:LAMBDA], per-source[:N], cross-encoder:PATH or llm[:MODEL])"
-    )
+
+
+def mmr_reranker(arg: str) -> MMRReranker:
+    """`mmr[:LAMBDA]`: relevance vs diversity, LAMBDA in [0, 1] (default 0.5)."""
+    lam = _number(arg, DEFAULT_MMR_LAMBDA, float, "MMR lambda", "mmr:0.7")
+    if not 0.0 <= lam <= 1.0:
+        raise InvalidInputError(f"MMR lambda must be in [0, 1], got {lam}")
+    return MMRReranker(lam)
+
+
+def per_source_reranker(arg: str) -> PerSourceReranker:
+    """`per-source[:N]`: at most N chunks of any one document (default 1)."""
+    limit = _number(arg, 1, int, "per-source limit", "per-source:2")
+    if limit < 1:
+        raise InvalidInputError(f"per-source limit must be >= 1, got {limit}")
+    return PerSourceReranker(limit)
+
+
+def cross_encoder_reranker(arg: str) -> CrossEncoderReranker:
+    """`cross-encoder:PATH`: a sentence-transformers CrossEncoder directory."""
+    if not arg:
+        raise InvalidInputError("name the cross-encoder: cross-encoder:PATH")
+    return CrossEncoderReranker(arg)
+
+
+def llm_reranker(arg: str) -> LLMReranker:
+    """`llm[:MODEL]`: the reader's yes/no relevance probability (default the packaged model)."""
+    return LLMReranker(arg or DEFAULT_LLM)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from lmfoundry.embed.sentence import embed_texts
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.plugins import require
 from lmfoundry.rag.stores.base import SearchFilter
@@ -72,7 +73,6 @@ def bm25_tokens(text: str) -> list[str]:
 
 def dense_search(index: RagIndex, query: str, k: int, where: SearchFilter | None = None) -> list[Hit]:
     """Top-k chunks by cosine similarity between the query and chunk embeddings."""
-    from lmfoundry.rag.embed import embed_texts
 
     vector = embed_texts(index.embedder, [query], use_cache=False, progress=False)[0]
     return [Hit(chunk, score) for chunk, score in index.store.search(vector, k, where)]

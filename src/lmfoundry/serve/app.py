@@ -13,9 +13,22 @@ Every error, whether from validation, auth, limits or a bug, is answered with th
 import logging
 from typing import TYPE_CHECKING, Any
 
+from lmfoundry.errors import LmfError
+from lmfoundry.plugins import require
 from lmfoundry.serve import handlers
+from lmfoundry.serve.batches import BatchService
+from lmfoundry.serve.capture import UnknownExchangeError
 from lmfoundry.serve.errors import APIError, from_validation_errors, not_found
+from lmfoundry.serve.metrics import ServerMetrics
 from lmfoundry.serve.middleware import APIKeyMiddleware, BodyLimitMiddleware, CountingMiddleware
+from lmfoundry.serve.schema import (
+    AdapterRequest,
+    BatchCreateRequest,
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    FeedbackRequest,
+)
 from lmfoundry.serve.service import ServeOptions
 
 if TYPE_CHECKING:
@@ -46,8 +59,6 @@ def create_app(
 
     from anyio import CapacityLimiter
     from fastapi import FastAPI
-
-    from lmfoundry.serve.metrics import ServerMetrics
 
     options = options or ServeOptions()
     scheduler = served.scheduler
@@ -89,8 +100,6 @@ def create_app(
 def _batch_service(batch_dir: "str | Path | None", state: handlers.ServerState) -> "BatchService | None":
     if batch_dir is None:
         return None
-    from lmfoundry.plugins import require
-    from lmfoundry.serve.batches import BatchService
 
     require("python_multipart", extra="serve", package="python-multipart")  # file uploads
     return BatchService(batch_dir, state)
@@ -105,8 +114,6 @@ def _json(error: APIError) -> Any:
 def _install_error_handlers(app: "FastAPI") -> None:
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException
-
-    from lmfoundry.errors import LmfError
 
     async def api_error(_request: Any, exc: APIError) -> Any:
         return _json(exc)
@@ -146,7 +153,6 @@ def _respond(result: Any) -> Any:
 
 
 def _add_openai_routes(app: "FastAPI", state: handlers.ServerState) -> None:
-    from lmfoundry.serve.schema import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -180,8 +186,6 @@ def _add_admin_routes(app: "FastAPI", state: handlers.ServerState) -> None:
     from anyio import to_thread
     from fastapi.responses import Response
 
-    from lmfoundry.serve.schema import AdapterRequest, FeedbackRequest
-
     def pool() -> Any:
         if state.served.adapters is None:
             raise APIError(400, f"model {state.served.name!r} serves no adapters (transformers backend only)")
@@ -209,7 +213,6 @@ def _add_admin_routes(app: "FastAPI", state: handlers.ServerState) -> None:
     async def feedback(body: FeedbackRequest) -> dict[str, Any]:
         if state.capture is None:
             raise APIError(404, "feedback needs capture (start the server with --capture DB)")
-        from lmfoundry.serve.capture import UnknownExchangeError
 
         try:
             state.capture.add_feedback(body.id, body.index, body.rating)
@@ -233,8 +236,6 @@ def _add_batch_routes(app: "FastAPI", service: "BatchService | None") -> None:
 
     from fastapi import File, Form, Query, UploadFile
     from fastapi.responses import Response
-
-    from lmfoundry.serve.schema import BatchCreateRequest
 
     if service is None:
 

@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmfoundry.errors import InvalidInputError, LmfError
-from lmfoundry.serve.errors import APIError, bad_request
+from lmfoundry.errors import InvalidInputError
+from lmfoundry.serve import handlers
+from lmfoundry.serve.errors import APIError, ConflictError, NotFoundError, bad_request, from_validation_errors
 from lmfoundry.serve.files import FileStore, StateDB, page
+from lmfoundry.serve.schema import ChatCompletionRequest, CompletionRequest
 
 if TYPE_CHECKING:
     from lmfoundry.serve.handlers import ServerState
@@ -45,12 +47,14 @@ TERMINAL = ("failed", "completed", "expired", "cancelled")
 log = logging.getLogger("lmfoundry.serve")
 
 
-class UnknownBatchError(LmfError):
+class UnknownBatchError(NotFoundError):
     """No batch has that id (404)."""
 
 
-class BatchStateError(LmfError):
+class BatchStateError(ConflictError):
     """The batch is in a state that does not allow the operation (409)."""
+
+    code = "invalid_batch_state"
 
 
 @dataclass(frozen=True)
@@ -342,10 +346,6 @@ def live_idle(scheduler: Any) -> bool:
 async def run_line(state: ServerState, work: Work) -> tuple[bool, dict[str, Any]]:
     """Run one request line through the live handlers; (ok, output record)."""
     from pydantic import ValidationError
-
-    from lmfoundry.serve import handlers
-    from lmfoundry.serve.errors import from_validation_errors
-    from lmfoundry.serve.schema import ChatCompletionRequest, CompletionRequest
 
     chat = work.endpoint == "/v1/chat/completions"
     status, body = 200, None

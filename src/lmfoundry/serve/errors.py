@@ -9,6 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from lmfoundry.errors import LmfError
+
+
+class NotFoundError(LmfError):
+    """A library error that means "no such object" to an HTTP client (404)."""
+
+
+class ConflictError(LmfError):
+    """A library error that means "not in a state that allows this" (409, with `code`)."""
+
+    code = "conflict"
+
 
 class APIError(Exception):
     """An error answered to the client; `status` is the HTTP code."""

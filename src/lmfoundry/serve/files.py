@@ -20,9 +20,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from lmfoundry.errors import InvalidInputError, LmfError
+from lmfoundry.errors import InvalidInputError
 from lmfoundry.fsutil import atomic_write_text
 from lmfoundry.serve.capture import migrate
+from lmfoundry.serve.errors import NotFoundError
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -50,7 +51,7 @@ UPLOAD_PURPOSES = ("batch",)
 """Purposes a client may upload; "batch_output" files are written by the server only."""
 
 
-class UnknownFileError(LmfError):
+class UnknownFileError(NotFoundError):
     """No file has that id (404)."""
 
 

@@ -13,17 +13,26 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lmfoundry.embed.sentence import load_embedder
 from lmfoundry.errors import InvalidInputError, LmfError, ModelNotFoundError
 from lmfoundry.serve import openai_format as fmt
-from lmfoundry.serve.adapters import (
+from lmfoundry.serve.adapter_pool import (
     AdapterBusyError,
     AdapterForbiddenError,
     UnknownAdapterError,
     validate_name,
 )
-from lmfoundry.serve.batches import BatchStateError, UnknownBatchError
-from lmfoundry.serve.errors import APIError, bad_request, internal, not_found, rate_limited, timeout
-from lmfoundry.serve.files import UnknownFileError
+from lmfoundry.serve.errors import (
+    APIError,
+    ConflictError,
+    NotFoundError,
+    bad_request,
+    internal,
+    not_found,
+    rate_limited,
+    timeout,
+)
+from lmfoundry.serve.logprobs import kept_tokens, logprobs_object, score
 from lmfoundry.serve.scheduler import QueueFullError, RequestTimeoutError
 from lmfoundry.serve.streaming import collect, merged
 from lmfoundry.types import Message, SamplingParams
@@ -55,7 +64,6 @@ class ServerState:
     _embedder_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def embedder(self) -> Any:
-        from lmfoundry.rag.embed import load_embedder
 
         with self._embedder_lock:
             if self._embedder is None:
@@ -75,10 +83,10 @@ def to_api_error(exc: BaseException, *, busy_status: int = 429) -> APIError:
         return not_found(str(exc), "model", "model_not_found")
     if isinstance(exc, AdapterForbiddenError):
         return APIError(403, str(exc), type="permission_error", param="path", code="forbidden_path")
-    if isinstance(exc, UnknownFileError | UnknownBatchError):
+    if isinstance(exc, NotFoundError):
         return not_found(str(exc))
-    if isinstance(exc, BatchStateError):
-        return APIError(409, str(exc), code="invalid_batch_state")
+    if isinstance(exc, ConflictError):
+        return APIError(409, str(exc), code=exc.code)
     if isinstance(exc, AdapterBusyError):
         if busy_status == 429:
             return rate_limited(str(exc), 1)
@@ -264,7 +272,6 @@ def _echo_and_logprobs(
     generations: list[Generation],
 ) -> tuple[list[str], list[dict[str, Any] | None] | None]:
     """Choice texts with the prompt echoed, and their OpenAI `logprobs` objects (blocking)."""
-    from lmfoundry.serve.logprobs import kept_tokens, logprobs_object, score
 
     decode = state.served.runtime.decode
     tokenizer = state.served.runtime.tokenizer

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lmfoundry.errors import InvalidInputError
+from lmfoundry.generate.batched import is_peft
+from lmfoundry.models.adapters import BASE_ADAPTER
+from lmfoundry.serve.scheduler import BatchScheduler
 
 if TYPE_CHECKING:
     from lmfoundry.serve.service import ServedModel
@@ -31,7 +34,6 @@ class Scores:
 
 def score(served: ServedModel, ids: list[int], adapter: str | None, top_n: int) -> Scores:
     """Teacher-forced log-probabilities of `ids` (blocking: call it from a worker thread)."""
-    from lmfoundry.serve.scheduler import BatchScheduler
 
     scheduler = served.scheduler
     if not isinstance(scheduler, BatchScheduler):
@@ -41,8 +43,6 @@ def score(served: ServedModel, ids: list[int], adapter: str | None, top_n: int) 
 
 def _forward(model: Any, ids: list[int], adapter: str | None, top_n: int) -> Scores:
     import torch
-
-    from lmfoundry.generate.batched import BASE_ADAPTER, is_peft
 
     kwargs = {"adapter_names": [adapter or BASE_ADAPTER]} if is_peft(model) else {}
     with torch.inference_mode():

@@ -21,6 +21,8 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from lmfoundry.errors import LmfError
+from lmfoundry.generate.batched import BatchedDecoder
+from lmfoundry.generate.sampling import make_generator, sample_next
 
 if TYPE_CHECKING:
     from lmfoundry.generate.backend import Backend
@@ -224,7 +226,6 @@ class BatchScheduler(_Loop):
     def __init__(
         self, model: Any, eos_ids: frozenset[int], *, max_batch: int = 16, max_queue: int = 64
     ) -> None:
-        from lmfoundry.generate.batched import BatchedDecoder
 
         super().__init__(max_queue=max_queue, name="lmf-batch-scheduler")
         self.decoder = BatchedDecoder(model)
@@ -299,7 +300,6 @@ class BatchScheduler(_Loop):
                 self.decoder.add(handle, kv, len(handle.prompt_ids), token, handle.adapter)
 
     def _sample(self, handle: Handle, logits: Any) -> int:
-        from lmfoundry.generate.sampling import make_generator, sample_next
 
         if handle not in self._generators:
             params = handle.params

@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
-from lmfoundry.serve.adapters import AdapterPool, attach_lora, detach_lora
+from lmfoundry.generate.batched import supports_batching
+from lmfoundry.generate.engine import run_stream
+from lmfoundry.models.adapters import attach_lora, detach_lora
+from lmfoundry.serve.adapter_pool import AdapterPool
 from lmfoundry.serve.scheduler import BatchScheduler, Handle, SequentialScheduler
 
 if TYPE_CHECKING:
@@ -87,7 +90,6 @@ class Generation:
     adapter: str | None
 
     def events(self) -> Iterator[StreamEvent]:
-        from lmfoundry.generate.engine import run_stream
 
         return run_stream(_HandleBackend(self.model.runtime, self.handle), self.prompt_ids, self.params)  # type: ignore[arg-type]
 
@@ -120,7 +122,6 @@ class ServedModel:
         batching: bool = True,
     ) -> ServedModel:
         """Wrap a loaded model: batching scheduler + adapter pool for transformers, sequential otherwise."""
-        from lmfoundry.generate.batched import supports_batching
 
         options = options or ServeOptions()
         runtime = loaded.runtime

@@ -18,6 +18,7 @@ from typing import Any
 
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.paths import lmf_home
+from lmfoundry.plugins import require
 
 TRACKING_ENV = "LMF_TRACKING_URI"
 ARTIFACTS_ENV = "LMF_ARTIFACT_ROOT"
@@ -46,7 +47,6 @@ def artifact_root() -> str:
 
 def client() -> Any:
     """An `MlflowClient` on the configured tracking and registry URI (the db is created on first use)."""
-    from lmfoundry.plugins import require
 
     require("mlflow", extra="track")
     from mlflow import MlflowClient

@@ -10,7 +10,7 @@ import pytest
 from lmfoundry.errors import LmfError
 from lmfoundry.eval.closed_book_qa import QUESTIONS
 from lmfoundry.eval.compare import compare_results, load_comparison, paired_bootstrap, save_comparison
-from lmfoundry.eval.runner import run_task
+from lmfoundry.eval.evaluate import run_task
 from lmfoundry.eval.tasks import load_task
 
 

@@ -12,22 +12,17 @@ import pytest
 
 from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.eval.judge import (
-    GeneratorJudge,
     JudgeItem,
-    Rubric,
-    agreement,
-    cohens_kappa,
     combine_orders,
-    load_rubric,
     pairwise_items,
-    parse_score,
-    parse_verdict,
-    read_labels,
     read_outputs,
     repeat_stats,
     rubric_items,
     run_judge,
 )
+from lmfoundry.eval.judge_agreement import agreement, cohens_kappa, read_labels
+from lmfoundry.eval.judge_prompts import Rubric, load_rubric, parse_score, parse_verdict
+from lmfoundry.eval.judges import GeneratorJudge
 from lmfoundry.types import SamplingParams
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from lmfoundry.cli.main import main
 from lmfoundry.errors import LmfError
-from lmfoundry.eval.judge import JudgeItem, OpenAIJudge, make_judge, run_judge
+from lmfoundry.eval.judge import JudgeItem, run_judge
+from lmfoundry.eval.judges import OpenAIJudge, make_judge
 from lmfoundry.types import SamplingParams
 
 

@@ -13,8 +13,8 @@ import pytest
 from lmfoundry.cli.main import main
 from lmfoundry.errors import LmfError
 from lmfoundry.eval.compare import compare_results, save_comparison
+from lmfoundry.eval.evaluate import run_task
 from lmfoundry.eval.report import load_report_data, render_html, write_report
-from lmfoundry.eval.runner import run_task
 from lmfoundry.eval.tasks import load_task
 
 ROWS = [

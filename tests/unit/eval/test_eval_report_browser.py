@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from lmfoundry.eval.compare import compare_results, save_comparison
+from lmfoundry.eval.evaluate import run_task
 from lmfoundry.eval.report import write_report
-from lmfoundry.eval.runner import run_task
 from lmfoundry.eval.tasks import load_task
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)

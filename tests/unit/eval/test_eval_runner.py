@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lmfoundry.errors import LmfError
-from lmfoundry.eval.runner import EvalResult, run_task
+from lmfoundry.eval.evaluate import EvalResult, run_task
 from lmfoundry.eval.tasks import jsonl_task, load_task
 
 SUMMARIES = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.finetune.config import finetune_config_from_dict
-from lmfoundry.finetune.sft import run_finetune
+from lmfoundry.finetune.run import run_finetune
 
 CHOSEN = "The quick brown fox."
 REJECTED = "lazy dog dog dog."
@@ -77,7 +78,7 @@ def test_reward_score_ranks_the_preferred_answer_higher(
     reward_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from lmfoundry.cli.main import main
-    from lmfoundry.finetune.reward import score
+    from lmfoundry.finetune.align.reward import score
 
     chosen, rejected = score(reward_run, "Question 99: which animal?", [CHOSEN, REJECTED])
     assert chosen > rejected
@@ -103,7 +104,7 @@ def test_reward_score_ranks_the_preferred_answer_higher(
 
 
 def test_reward_score_refuses_a_policy_run(tiny_llama_dir: Path, prefs: Path, tmp_path: Path) -> None:
-    from lmfoundry.finetune.reward import score
+    from lmfoundry.finetune.align.reward import score
 
     out = tmp_path / "dpo"
     run_finetune(_config("dpo", tiny_llama_dir, prefs, out, training={"max_steps": 1}), progress=False)
@@ -114,9 +115,9 @@ def test_reward_score_refuses_a_policy_run(tiny_llama_dir: Path, prefs: Path, tm
 def test_dpo_raises_the_margin_and_the_adapter_reloads(
     tiny_llama_dir: Path, prefs: Path, tmp_path: Path
 ) -> None:
-    from lmfoundry.finetune.artifacts import load_tuned
-    from lmfoundry.finetune.dpo import preference_check
-    from lmfoundry.finetune.preference_data import build_pairs
+    from lmfoundry.finetune.align.dpo import preference_check
+    from lmfoundry.finetune.data.preferences import build_pairs
+    from lmfoundry.finetune.train.artifacts import load_tuned
     from lmfoundry.models.load import load_hf_model
 
     out = tmp_path / "dpo"
@@ -212,14 +213,12 @@ def _low_token_share(prompts: list[list[int]], responses: list[list[int]]) -> li
 def test_ppo_raises_mean_reward_while_kl_stays_bounded(
     tiny_llama_dir: Path, prefs: Path, tmp_path: Path
 ) -> None:
-    from lmfoundry.finetune.ppo_run import run_ppo
-    from lmfoundry.finetune.sft import prepare_run_dir
+    from lmfoundry.finetune.align.ppo_loop import run_ppo
+    from lmfoundry.finetune.train.stage import run_stage
 
     config = _ppo_config(tiny_llama_dir, prefs, tmp_path / "ppo", tmp_path / "unused")
     config.method.name, config.method.options = "full", {}
-    summary = run_ppo(
-        config, prepare_run_dir(config, False), resume=False, progress=False, reward_fn=_low_token_share
-    )
+    summary, _ = run_stage(config, functools.partial(run_ppo, reward_fn=_low_token_share), progress=False)
     train = [r for r in _metrics(tmp_path / "ppo") if r["kind"] == "train"]
     first, last = [r["score"] for r in train[:3]], [r["score"] for r in train[-3:]]
     assert sum(last) / 3 > sum(first) / 3 + 0.05
@@ -231,10 +230,9 @@ def test_ppo_raises_mean_reward_while_kl_stays_bounded(
 def test_ppo_resume_continues_exactly(
     tiny_llama_dir: Path, prefs: Path, reward_run: Path, tmp_path: Path
 ) -> None:
-    from lmfoundry.finetune.align import run_alignment
-    from lmfoundry.finetune.ppo_run import run_ppo
-    from lmfoundry.finetune.reward import load_reward_model, score_sequences
-    from lmfoundry.finetune.sft import prepare_run_dir
+    from lmfoundry.finetune.align.ppo_loop import run_ppo
+    from lmfoundry.finetune.align.reward import load_reward_model, score_sequences
+    from lmfoundry.finetune.train.stage import run_stage
 
     straight = run_finetune(_ppo_config(tiny_llama_dir, prefs, tmp_path / "a", reward_run), progress=False)
     config = _ppo_config(tiny_llama_dir, prefs, tmp_path / "b", reward_run)
@@ -250,10 +248,8 @@ def test_ppo_resume_continues_exactly(
         )
 
     with pytest.raises(KeyboardInterrupt):
-        run_ppo(
-            config, prepare_run_dir(config, False), resume=False, progress=False, reward_fn=reward_then_ctrl_c
-        )
-    resumed = run_alignment(config, resume=True, progress=False)
+        run_stage(config, functools.partial(run_ppo, reward_fn=reward_then_ctrl_c), progress=False)
+    resumed = run_finetune(config, resume=True, progress=False)
     assert resumed["steps"] == 8
     assert resumed["eval_after"]["score"] == pytest.approx(straight["eval_after"]["score"], rel=1e-4)
     first = [r for r in _metrics(tmp_path / "a") if r["kind"] == "train"]
@@ -294,10 +290,10 @@ def test_dpo_starts_from_an_sft_run_and_reloads_on_its_merged_base(
     tiny_llama_dir: Path, prefs: Path, ft_data: Path, tmp_path: Path
 ) -> None:
     """The documented chain: SFT run -> DPO with model.name = that run folder -> reload."""
-    from lmfoundry.finetune.artifacts import load_starting_point, load_tuned
-    from lmfoundry.finetune.dpo import preference_check
-    from lmfoundry.finetune.preference_data import build_pairs
-    from lmfoundry.finetune.sft import train_validation_records
+    from lmfoundry.finetune.align.dpo import preference_check
+    from lmfoundry.finetune.data.preferences import build_pairs
+    from lmfoundry.finetune.data.records import train_validation_records
+    from lmfoundry.finetune.train.artifacts import load_starting_point, load_tuned
 
     sft = _config(
         "sft", tiny_llama_dir, ft_data, tmp_path / "sft", data={"max_length": 96}, training={"max_steps": 2}

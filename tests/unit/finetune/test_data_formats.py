@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from lmfoundry.errors import LmfError
-from lmfoundry.finetune.data import detect_format, load_records, split_records
+from lmfoundry.finetune.data.formats import detect_format
+from lmfoundry.finetune.data.records import load_records
+from lmfoundry.finetune.data.splits import split_records
 
 SUMMARY = {
     "id": "a",

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from lmfoundry.errors import LmfError
-from lmfoundry.finetune.data import (
+from lmfoundry.finetune.data.templates import render
+from lmfoundry.finetune.data.tokenize import (
     IGNORE_INDEX,
     build_dataset,
     collate,
@@ -16,7 +17,6 @@ from lmfoundry.finetune.data import (
     pack_examples,
     tokenize_example,
 )
-from lmfoundry.finetune.templates import render
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ IDS = [[5, 17, 42, 99, 7, 3, 60, 61, 120, 200]]
 
 
 def _train(ft_config: Callable[..., dict[str, Any]], method: str = "lora") -> str:
-    from lmfoundry.finetune.sft import run_finetune
+    from lmfoundry.finetune.run import run_finetune
 
     config = finetune_config_from_dict(
         ft_config(method, training={"max_steps": 3, "lr": 3e-2, "eval_every": 0})
@@ -36,7 +36,7 @@ def test_merge_writes_a_store_model_with_the_adapter_folded_in(
 ) -> None:
     import torch
 
-    from lmfoundry.finetune.artifacts import load_tuned
+    from lmfoundry.finetune.train.artifacts import load_tuned
     from lmfoundry.models import store
     from lmfoundry.models.load import load_hf_model
 
@@ -58,8 +58,8 @@ def test_merge_writes_a_store_model_with_the_adapter_folded_in(
 def test_merge_other_weight_methods(method: str, ft_config: Callable[..., dict[str, Any]]) -> None:
     import torch
 
-    from lmfoundry.finetune.artifacts import load_tuned
-    from lmfoundry.finetune.merge import merged_model
+    from lmfoundry.finetune.export.merge import merged_model
+    from lmfoundry.finetune.train.artifacts import load_tuned
 
     run = _train(ft_config, method)
     merged, _, _ = merged_model(run)
@@ -92,7 +92,7 @@ def test_export_gguf_reloads_in_transformers_with_the_same_logits(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from lmfoundry.finetune.merge import merged_model
+    from lmfoundry.finetune.export.merge import merged_model
 
     run = _train(ft_config)
     out = tmp_path / f"m-{outtype}.gguf"
@@ -131,7 +131,7 @@ def test_export_store_model_records_the_gguf_in_its_manifest(
 
 def test_export_refuses_unsupported_architectures(tmp_path: Path) -> None:
     from lmfoundry.errors import LmfError
-    from lmfoundry.finetune.export_gguf import write_gguf
+    from lmfoundry.quantize.gguf_writer import write_gguf
     from tiny import build_model, build_tokenizer
 
     model = build_model("llama", vocab_size=384)
@@ -142,7 +142,7 @@ def test_export_refuses_unsupported_architectures(tmp_path: Path) -> None:
 
 
 def test_agreement_is_the_common_prefix_share() -> None:
-    from lmfoundry.finetune.check import agreement
+    from lmfoundry.finetune.export.check import agreement
 
     assert agreement([1, 2, 3, 4], [1, 2, 3, 4]) == 1.0
     assert agreement([1, 2, 3, 4], [1, 2, 9, 4]) == 0.5
@@ -172,11 +172,11 @@ def test_check_fails_loudly_when_the_export_is_wrong(
 ) -> None:
     """Fault injection: an exporter that forgets the rotary permutation must be caught."""
     pytest.importorskip("llama_cpp")
-    from lmfoundry.finetune import export_gguf
+    from lmfoundry.quantize import gguf_writer
 
     run = _train(ft_config)
-    broken = export_gguf.ArchSpec("llama", False, "smollm")
-    monkeypatch.setitem(export_gguf.ARCHS, "LlamaForCausalLM", broken)
+    broken = gguf_writer.ArchSpec("llama", False, "smollm")
+    monkeypatch.setitem(gguf_writer.ARCHS, "LlamaForCausalLM", broken)
     assert main(["adapters", "check", run, "--max-new-tokens", "8"]) == 1
     assert "MISMATCH" in capsys.readouterr().err
 
@@ -189,9 +189,9 @@ def test_lora_gguf_adapter_on_llama_cpp_matches_peft(kind: str, tmp_path: Path) 
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from lmfoundry.finetune.export_gguf import write_gguf
-    from lmfoundry.finetune.export_gguf_lora import write_lora_gguf
+    from lmfoundry.finetune.export.gguf_lora import write_lora_gguf
     from lmfoundry.generate.llamacpp_backend import LlamaCppBackend
+    from lmfoundry.quantize.gguf_writer import write_gguf
     from tiny import build_model, build_tokenizer
 
     tokenizer, base = build_tokenizer(), build_model(kind)

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 from lmfoundry.errors import InvalidInputError
-from lmfoundry.finetune.config import finetune_config_from_dict, load_finetune_config
-from lmfoundry.finetune.methods import METHODS
+from lmfoundry.finetune.config import METHODS, finetune_config_from_dict, load_finetune_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "finetune"
 FILES = sorted(CONFIG_DIR.glob("*.yaml"))
@@ -21,14 +20,14 @@ def test_every_method_has_a_shipped_config() -> None:
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
 def test_shipped_config_loads_and_builds_its_peft_config(path: Path) -> None:
-    from lmfoundry.finetune.methods import peft_config
+    from lmfoundry.finetune.train.methods import peft_config
     from tiny import build_model
 
     assert path.read_text().startswith(f"# lmf finetune configs/finetune/{path.name}\n")
     config = load_finetune_config(path)
     model = build_model("llama", vocab_size=384)
     if config.method.name == "qlora":
-        from lmfoundry.models.quantize import quantize_model
+        from lmfoundry.quantize.modules import quantize_model
 
         quantize_model(model, method=config.method.quant.method)
     built = peft_config(config.method, model, total_steps=10)
@@ -60,7 +59,7 @@ def test_bad_config_is_a_clear_error(data: dict, message: str) -> None:
 
 
 def test_unknown_method_option_names_the_valid_ones() -> None:
-    from lmfoundry.finetune.methods import peft_config
+    from lmfoundry.finetune.train.methods import peft_config
     from tiny import build_model
 
     config = finetune_config_from_dict({"method": {"name": "lora", "options": {"rank": 4}}})

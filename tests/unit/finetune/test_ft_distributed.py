@@ -21,7 +21,7 @@ import yaml
 
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.finetune.config import finetune_config_from_dict
-from lmfoundry.finetune.distributed import Ranks, launched_world_size, make_ranks
+from lmfoundry.finetune.train.distributed import Ranks, launched_world_size, make_ranks
 
 
 def _equal_length_records(tokenizer_dir: Path, path: Path) -> Path:
@@ -32,8 +32,8 @@ def _equal_length_records(tokenizer_dir: Path, path: Path) -> Path:
     """
     from transformers import AutoTokenizer
 
-    from lmfoundry.finetune.data import IGNORE_INDEX, tokenize_example
-    from lmfoundry.finetune.templates import plain
+    from lmfoundry.finetune.data.templates import plain
+    from lmfoundry.finetune.data.tokenize import IGNORE_INDEX, tokenize_example
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     by_shape: dict[tuple[int, int], list[dict[str, str]]] = {}
@@ -162,9 +162,10 @@ def test_ppo_refuses_a_launched_run(
     ft_config: Callable[..., dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from lmfoundry.errors import LmfError
-    from lmfoundry.finetune.ppo_run import run_ppo
+    from lmfoundry.finetune.align.ppo_loop import run_ppo
+    from lmfoundry.finetune.train.stage import StageJob
 
     config = finetune_config_from_dict(ft_config(stage="ppo", align={"reward_model": str(tmp_path)}))
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(LmfError, match="stage ppo runs in one process"):
-        run_ppo(config, tmp_path, resume=False, progress=False)
+        run_ppo(StageJob(config, tmp_path, progress=False))

@@ -22,7 +22,7 @@ def _batch():
 def test_chunked_loss_matches_transformers(chunk: int) -> None:
     import torch
 
-    from lmfoundry.finetune.loss import chunked_loss
+    from lmfoundry.finetune.train.loss import chunked_loss
     from tiny import build_model
 
     batch = _batch()
@@ -49,7 +49,7 @@ def test_chunked_loss_matches_peft_with_virtual_tokens() -> None:
     import torch
     from peft import PromptTuningConfig, get_peft_model
 
-    from lmfoundry.finetune.loss import chunked_loss
+    from lmfoundry.finetune.train.loss import chunked_loss
     from tiny import build_model
 
     torch.manual_seed(1)
@@ -66,7 +66,7 @@ def test_chunked_loss_matches_peft_with_virtual_tokens() -> None:
 def test_all_masked_batch_gives_zero_loss() -> None:
     import torch
 
-    from lmfoundry.finetune.loss import chunked_loss
+    from lmfoundry.finetune.train.loss import chunked_loss
     from tiny import build_model
 
     batch = _batch()

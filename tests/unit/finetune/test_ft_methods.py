@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from lmfoundry.finetune.config import finetune_config_from_dict
-from lmfoundry.finetune.methods import METHODS
+from lmfoundry.finetune.config import METHODS, finetune_config_from_dict
 
 # Prompt-style methods train few parameters from a neutral start: give them a larger step.
 LR = {"ia3": 5e-2, "prompt": 5e-2, "prefix": 3e-2, "adaption_prompt": 5e-2}
@@ -27,8 +26,8 @@ def test_method_lowers_loss_and_adapter_reloads(
 ) -> None:
     import torch
 
-    from lmfoundry.finetune.artifacts import load_base, load_tuned
-    from lmfoundry.finetune.sft import finetune
+    from lmfoundry.finetune.train.artifacts import load_base, load_tuned
+    from lmfoundry.finetune.train.sft import finetune
 
     config = finetune_config_from_dict(ft_config(method, training={"lr": LR.get(method, 1e-2)}))
     result = finetune(config, progress=False)
@@ -52,7 +51,7 @@ def test_bf16_autocast_trains_and_keeps_fp32_adapter_weights(
 ) -> None:
     import torch
 
-    from lmfoundry.finetune.sft import finetune
+    from lmfoundry.finetune.train.sft import finetune
 
     config = finetune_config_from_dict(ft_config(training={"precision": "bf16"}))
     result = finetune(config, progress=False)
@@ -65,7 +64,7 @@ def test_activation_checkpointing_gives_the_same_training(
     ft_config: Callable[..., dict[str, Any]], tmp_path: Any
 ) -> None:
     """Recomputing activations in backward changes memory, not the maths (no dropout here)."""
-    from lmfoundry.finetune.sft import run_finetune
+    from lmfoundry.finetune.run import run_finetune
 
     losses = []
     for flag in (False, True):

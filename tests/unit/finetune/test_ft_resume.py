@@ -44,7 +44,7 @@ def test_interrupt_and_resume_matches_straight_run(
 ) -> None:
     import torch
 
-    from lmfoundry.finetune.sft import run_finetune
+    from lmfoundry.finetune.run import run_finetune
 
     # dropout exercises the saved RNG state; accumulation and a decaying LR the step bookkeeping
     options = {"lora_dropout": 0.2} if method == "lora" else {"lora_dropout": 0.2, "total_step": 6}
@@ -72,7 +72,7 @@ def test_interrupt_and_resume_matches_straight_run(
 def test_resume_refuses_changed_config_and_missing_checkpoint(
     ft_config: Callable[..., dict[str, Any]], tmp_path: Path
 ) -> None:
-    from lmfoundry.finetune.sft import run_finetune
+    from lmfoundry.finetune.run import run_finetune
 
     config = finetune_config_from_dict(ft_config(training={"max_steps": 1}))
     with pytest.raises(LmfError, match="nothing to resume"):
@@ -88,7 +88,7 @@ def test_resume_refuses_changed_config_and_missing_checkpoint(
 def test_early_stopping_stops_when_eval_loss_stops_improving(
     ft_config: Callable[..., dict[str, Any]],
 ) -> None:
-    from lmfoundry.finetune.sft import run_finetune
+    from lmfoundry.finetune.run import run_finetune
 
     # a huge learning rate makes the eval loss blow up, so patience 1 stops after one bad eval
     config = finetune_config_from_dict(

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from lmfoundry.finetune.config import TrainingConfig
-from lmfoundry.finetune.trainer import lr_factor, micro_batch, total_steps
+from lmfoundry.finetune.train.loop import lr_factor, micro_batch, total_steps
 
 
 def test_micro_batches_cover_each_epoch_once_and_repeat_for_a_seed() -> None:

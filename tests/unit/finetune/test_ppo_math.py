@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lmfoundry.finetune import ppo_math
+from lmfoundry.finetune.align import ppo_math
 
 
 def _gae_by_hand(rewards: list[float], values: list[float], gamma: float, lam: float) -> list[float]:

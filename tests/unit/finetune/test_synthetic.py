@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from lmfoundry.errors import LmfError
-from lmfoundry.finetune.synthetic import dialogsum_records, make, make_dialogsum_synthetic
-from lmfoundry.finetune.synthetic_vocab import DAYS, FIRST_NAMES
+from lmfoundry.finetune.data.synthetic import make
+from lmfoundry.finetune.data.synthetic_dialogsum import dialogsum_records, make_dialogsum_synthetic
+from lmfoundry.finetune.data.synthetic_vocab import DAYS, FIRST_NAMES
 
 TURN = re.compile(r"^#Person([12])#: \S")
 # Facts a summary may state: numbers and clock times, with their unit where there is one.

@@ -11,15 +11,17 @@ import pytest
 
 from lmfoundry.cli.main import main
 from lmfoundry.errors import InvalidInputError, LmfError
-from lmfoundry.finetune.data import load_records, validate_record
-from lmfoundry.finetune.synthetic import MAKERS, dialogsum_records, make
-from lmfoundry.finetune.synthetic_preferences import (
+from lmfoundry.finetune.data.formats import validate_record
+from lmfoundry.finetune.data.records import load_records
+from lmfoundry.finetune.data.synthetic import MAKERS, make
+from lmfoundry.finetune.data.synthetic_dialogsum import dialogsum_records
+from lmfoundry.finetune.data.synthetic_preferences import (
     CORRUPTIONS,
     make_preferences_synthetic,
     preference_records,
 )
-from lmfoundry.finetune.synthetic_vocab import DAYS, FIRST_NAMES, MONTHS
-from lmfoundry.finetune.templates import render_preference, render_prompt
+from lmfoundry.finetune.data.synthetic_vocab import DAYS, FIRST_NAMES, MONTHS
+from lmfoundry.finetune.data.templates import render_preference, render_prompt
 
 N, SEED = 300, 4
 KINDS = {"wrong_name", "wrong_time", "off_topic", "too_long", "truncated"}

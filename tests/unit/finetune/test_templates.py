@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from lmfoundry.errors import LmfError
-from lmfoundry.finetune.templates import render, render_preference, render_prompt, resolve_template
+from lmfoundry.finetune.data.templates import render, render_preference, render_prompt, resolve_template
 
 DIALOGUE = "#Person1#: Can I book a table for two?\n#Person2#: Sure, for when?\n#Person1#: Friday at 7 pm."
 SUMMARY = "#Person1# books a table for two on Friday at 7 pm."

@@ -11,7 +11,7 @@ import pytest
 
 from lmfoundry.cli.main import main
 from lmfoundry.errors import InvalidInputError
-from lmfoundry.pipeline.runner import run_pipeline
+from lmfoundry.pipeline.execute import run_pipeline
 from lmfoundry.pipeline.spec import load_pipeline
 
 

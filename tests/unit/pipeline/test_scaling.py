@@ -10,7 +10,7 @@ import pytest
 
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.pipeline.context import StageContext
-from lmfoundry.pipeline.runner import tracking_uri
+from lmfoundry.pipeline.execute import tracking_uri
 from lmfoundry.pipeline.spec import build_options, load_pipeline
 from lmfoundry.pipeline.stages import finetune
 

@@ -14,7 +14,7 @@ import lmfoundry
 from lmfoundry.cli.main import main
 from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.pipeline.remote import RemoteModel
-from lmfoundry.pipeline.server import load_adapter
+from lmfoundry.pipeline.server_control import load_adapter
 from lmfoundry.types import Message, SamplingParams
 
 GREEDY = SamplingParams(temperature=0.0, max_new_tokens=8)
@@ -24,7 +24,7 @@ PROMPT = "Person1: Hello, how are you?"
 @pytest.fixture(scope="module")
 def server(tiny_llama_dir: Path, tiny_adapters: list[Path]) -> Iterator[str]:
     from lmfoundry.serve.app import create_app
-    from lmfoundry.serve.runner import running_server
+    from lmfoundry.serve.http_server import running_server
     from lmfoundry.serve.service import ServedModel, ServeOptions
 
     options = ServeOptions(embedder=None, max_tokens=64, adapter_roots=[tiny_adapters[0].parent])

@@ -1,4 +1,4 @@
-"""RAG test fixtures: the packaged embedder (loaded once), a tiny cross-encoder and a tiny reader."""
+"""RAG test fixtures: a tiny cross-encoder, a tiny reader, corpora (the embedder is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -37,13 +37,6 @@ WORDS = [
     "sunny",
     "rain",
 ]
-
-
-@pytest.fixture(scope="session")
-def embedder() -> Any:
-    from lmfoundry.rag.embed import load_embedder
-
-    return load_embedder()
 
 
 @pytest.fixture(scope="session")

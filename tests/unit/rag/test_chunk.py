@@ -16,7 +16,7 @@ from lmfoundry.rag.chunk import (
     default_overlap,
     token_spans,
 )
-from lmfoundry.rag.load import Document
+from lmfoundry.rag.documents import Document
 
 VOCAB = [
     "alpha",

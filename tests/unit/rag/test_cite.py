@@ -10,7 +10,7 @@ import pytest
 
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.rag import cite
-from lmfoundry.rag.read import NO_ANSWER, answer_with_citations
+from lmfoundry.rag.answer import NO_ANSWER, answer_with_citations
 from lmfoundry.types import Chunk, Hit, SamplingParams
 
 DOCS = [
@@ -96,7 +96,7 @@ def test_forced_citation_is_the_readers_most_probable_number(tiny_reader: Any) -
     hits = _hits()
     answer, citations = answer_with_citations(tiny_reader, "Where is Paris?", hits, DOCS, GREEDY, "forced")
     # Reference: the model's own next-token logits after the prompt and the cue, compared directly.
-    from lmfoundry.rag.read import build_messages
+    from lmfoundry.rag.answer import build_messages
 
     prompt = tiny_reader.prompt_ids(build_messages("Where is Paris?", DOCS))
     cue, tokens = cite.number_tokens(tiny_reader, cite.FORCED_PREFIX, len(hits))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lmfoundry.errors import InvalidInputError
-from lmfoundry.rag.load import html_to_text, iter_files, load_documents, load_file
+from lmfoundry.rag.documents import html_to_text, iter_files, load_documents, load_file
 
 
 def _minimal_pdf(pages: list[str]) -> bytes:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lmfoundry.errors import InvalidInputError
-from lmfoundry.rag.bench_support import (
+from rag_support import (
     QUESTIONS_PATH,
     accepted_sources,
     answer_matches,

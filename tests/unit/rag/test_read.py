@@ -8,7 +8,7 @@ import pytest
 
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.rag import ask, index_paths
-from lmfoundry.rag.read import (
+from lmfoundry.rag.answer import (
     NO_ANSWER,
     build_messages,
     citations_to_sources,

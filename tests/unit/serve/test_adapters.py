@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import lmfoundry
-from lmfoundry.serve.adapters import AdapterBusyError, AdapterPool, validate_name
+from lmfoundry.serve.adapter_pool import AdapterBusyError, AdapterPool, validate_name
 from lmfoundry.serve.service import ServedModel, ServeOptions
 from lmfoundry.types import SamplingParams
 

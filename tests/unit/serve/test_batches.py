@@ -14,7 +14,7 @@ import pytest
 from lmfoundry.generate.engine import LoadedModel
 from lmfoundry.serve.batches import BatchStore, parse_lines
 from lmfoundry.serve.files import FileStore, StateDB
-from lmfoundry.serve.runner import running_server
+from lmfoundry.serve.http_server import running_server
 from lmfoundry.serve.service import ServedModel, ServeOptions
 from lmfoundry.types import Message
 

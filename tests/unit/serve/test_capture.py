@@ -59,7 +59,8 @@ def test_redaction_retention_and_feedback(tmp_path: Path) -> None:
 
 def test_exports_load_with_the_finetune_and_eval_readers(tmp_path: Path, capsys: Any) -> None:
     from lmfoundry.eval.tasks import load_task
-    from lmfoundry.finetune.data import load_records, validate_record
+    from lmfoundry.finetune.data.formats import validate_record
+    from lmfoundry.finetune.data.records import load_records
 
     db = tmp_path / "c.db"
     store = CaptureStore(db)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lmfoundry.cli.main import main
-from lmfoundry.serve.runner import running_server
+from lmfoundry.serve.http_server import running_server
 from lmfoundry.serve.service import ServedModel, ServeOptions
 from lmfoundry.serve.stats import histogram_quantile, parse_histograms, summarise
 

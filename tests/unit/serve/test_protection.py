@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from lmfoundry.errors import InvalidInputError
+from lmfoundry.serve.http_server import running_server
 from lmfoundry.serve.middleware import load_api_keys
-from lmfoundry.serve.runner import running_server
 from lmfoundry.serve.service import ServedModel, ServeOptions
 
 BODY = {"model": "tiny", "prompt": "Hi", "max_tokens": 2}

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lmfoundry.generate.engine import LoadedModel
-from lmfoundry.serve.runner import running_server
+from lmfoundry.serve.http_server import running_server
 from lmfoundry.serve.service import ServedModel, ServeOptions
 from lmfoundry.types import Message
 

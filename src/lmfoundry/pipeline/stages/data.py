@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lmfoundry.finetune.data.synthetic import make
 from lmfoundry.pipeline.context import StageContext
+from lmfoundry.pipeline.stage_kind import StageKind
 
 
 @dataclass
@@ -30,7 +32,6 @@ def files_digest(paths: list[Path]) -> str:
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-    from lmfoundry.finetune.synthetic import make
 
     out = ctx.stage_dir / options.dataset
     ctx.progress.note(f"making {options.n} records")
@@ -43,3 +44,6 @@ def fresh(ctx: StageContext, outputs: dict[str, Any]) -> bool:
     out = Path(outputs["path"])
     files = sorted(out.glob("*.jsonl"))
     return bool(files) and files_digest(files) == outputs.get("digest")
+
+
+KIND = StageKind(Options, run, fresh, summary=(__doc__ or "").strip().splitlines()[0])

@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from lmfoundry.errors import InvalidInputError
+from lmfoundry.pipeline import server_control
 from lmfoundry.pipeline.context import StageContext
+from lmfoundry.pipeline.stage_kind import StageKind
+from lmfoundry.track import registry
 
 
 @dataclass
@@ -38,8 +41,6 @@ def _adapter_root(ctx: StageContext, adapter: str) -> Path:
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-    from lmfoundry.pipeline import server
-    from lmfoundry.track import registry
 
     if not options.registry:
         raise InvalidInputError("deploy stage needs 'registry' (the registered model to serve)")
@@ -50,19 +51,19 @@ def run(ctx: StageContext, options: Options) -> dict[str, Any]:
     if options.url:
         url, base_id = options.url.rstrip("/"), options.served_model or pointer.base
     else:
-        record = server.running_record(ctx.workdir)
+        record = server_control.running_record(ctx.workdir)
         if record is not None and record.model != pointer.base:
-            server.stop_server(ctx.workdir)
+            server_control.stop_server(ctx.workdir)
             record = None
         if record is None:
             ctx.progress.note(f"starting lmf serve {pointer.base}")
-            record = server.start_server(pointer.base, ctx.workdir, _adapter_root(ctx, pointer.adapter),
+            record = server_control.start_server(pointer.base, ctx.workdir, _adapter_root(ctx, pointer.adapter),
                                          host=options.host, port=options.port, threads=options.threads,
                                          timeout_s=options.startup_timeout_s)  # fmt: skip
         url, base_id, pid = record.url, pointer.base, record.pid
     ctx.progress.note(f"loading {options.registry} v{version} as {options.adapter_name}")
-    with server.http_client(url, options.api_key, timeout=120.0) as client:
-        server.load_adapter(client, options.adapter_name, pointer.adapter, options.server_kind)
+    with server_control.http_client(url, options.api_key, timeout=120.0) as client:
+        server_control.load_adapter(client, options.adapter_name, pointer.adapter, options.server_kind)
         if options.server_kind == "lmf" and not options.served_model:
             base_id = _served_base(client)
     model_id = options.adapter_name if options.server_kind == "vllm" else f"{base_id}:{options.adapter_name}"
@@ -81,8 +82,6 @@ def _served_base(client: Any) -> str:
 def fresh(ctx: StageContext, outputs: dict[str, Any]) -> bool:
     """Reusable while the alias still points at the deployed version and the server still runs
     and serves its adapter under the name (a promote or rollback since then re-deploys)."""
-    from lmfoundry.pipeline import server
-    from lmfoundry.track import registry
 
     try:
         version, _pointer = registry.resolve(outputs["registry"], outputs["alias"])
@@ -91,15 +90,18 @@ def fresh(ctx: StageContext, outputs: dict[str, Any]) -> bool:
     if version != outputs["version"]:
         return False
     if outputs.get("server_kind") == "vllm":
-        return server.healthy(outputs["url"])
-    if outputs.get("pid") is not None and not server.is_our_process(int(outputs["pid"])):
+        return server_control.healthy(outputs["url"])
+    if outputs.get("pid") is not None and not server_control.is_our_process(int(outputs["pid"])):
         return False
-    if not server.healthy(outputs["url"]):
+    if not server_control.healthy(outputs["url"]):
         return False
     try:
-        with server.http_client(outputs["url"], timeout=10.0) as client:
+        with server_control.http_client(outputs["url"], timeout=10.0) as client:
             adapters = client.get("/v1/adapters").json().get("data", [])
     except Exception:
         return False
     name = outputs["model_id"].rsplit(":", 1)[-1]
     return any(a.get("name") == name and a.get("path") == outputs["adapter"] for a in adapters)
+
+
+KIND = StageKind(Options, run, fresh, summary=(__doc__ or "").strip().splitlines()[0])

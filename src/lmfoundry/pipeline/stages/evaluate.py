@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lmfoundry.eval.compare import compare_results, save_comparison
+from lmfoundry.eval.evaluate import run_task
+from lmfoundry.eval.latency import DEFAULT_PRICE_PER_HOUR
+from lmfoundry.eval.tasks import load_task
+from lmfoundry.generate.engine import load_model
 from lmfoundry.pipeline.context import StageContext
+from lmfoundry.pipeline.stage_kind import StageKind
+from lmfoundry.track.runs import log_run
 
 
 @dataclass
@@ -43,13 +50,10 @@ class _Counting:
 
 
 def _evaluate(ctx: StageContext, options: Options, task: Any, adapter: str | None, side: str) -> Any:
-    import lmfoundry
-    from lmfoundry.eval.latency import DEFAULT_PRICE_PER_HOUR
-    from lmfoundry.eval.runner import run_task
 
     ctx.progress.note(f"{side}: loading")
     adapters = [str(ctx.path(adapter))] if adapter else None
-    model = lmfoundry.load(options.model, backend="transformers", adapters=adapters)
+    model = load_model(options.model, backend="transformers", adapters=adapters)
     label = f"{options.model}+{Path(adapter).parent.name}" if adapter else options.model
     ctx.progress.note(f"{side}: {label}")
     params = task.params
@@ -66,8 +70,6 @@ def _evaluate(ctx: StageContext, options: Options, task: Any, adapter: str | Non
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-    from lmfoundry.eval.compare import compare_results, save_comparison
-    from lmfoundry.eval.tasks import load_task
 
     task = load_task(options.task, data_dir=ctx.path(options.data_dir) if options.data_dir else None)
     n = min(len(task.examples), options.limit or len(task.examples))
@@ -91,8 +93,6 @@ def run(ctx: StageContext, options: Options) -> dict[str, Any]:
     }
     outputs["run_id"] = None
     if ctx.tracking:
-        from lmfoundry.track.runs import log_run
-
         params = {"model": options.model, "adapter": options.adapter, "task": task.name, "n": comparison["n"]}
         metrics = {f"challenger.{k}": v for k, v in challenger.aggregates.items()}
         metrics |= {f"champion.{k}": v for k, v in champion.aggregates.items()}
@@ -103,3 +103,6 @@ def run(ctx: StageContext, options: Options) -> dict[str, Any]:
 
 def fresh(ctx: StageContext, outputs: dict[str, Any]) -> bool:
     return Path(outputs["comparison"]).is_file() and Path(outputs["candidate_outputs"]).is_file()
+
+
+KIND = StageKind(Options, run, fresh, summary=(__doc__ or "").strip().splitlines()[0])

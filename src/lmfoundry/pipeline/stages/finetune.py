@@ -7,8 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmfoundry.config import to_dict
 from lmfoundry.errors import InvalidInputError
+from lmfoundry.finetune.config import load_finetune_config
+from lmfoundry.finetune.run import run_finetune
 from lmfoundry.pipeline.context import StageContext
+from lmfoundry.pipeline.stage_kind import StageKind
+from lmfoundry.track.runs import log_run
 
 
 @dataclass
@@ -41,7 +46,6 @@ class _StepProgress:
 
 
 def _config(ctx: StageContext, options: Options, out_dir: Path) -> Any:
-    from lmfoundry.finetune.config import load_finetune_config
 
     if not options.config:
         raise InvalidInputError("finetune stage needs 'config' (a configs/finetune/*.yaml file)")
@@ -59,8 +63,6 @@ def accelerate_command(config_path: Path, overrides: list[str], options: Options
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-    from lmfoundry.config import to_dict
-    from lmfoundry.finetune.sft import run_finetune
 
     key = hashlib.sha256(repr((options.config, options.overrides)).encode()).hexdigest()[:10]
     out_dir = ctx.stage_dir / f"run-{key}"
@@ -82,8 +84,6 @@ def run(ctx: StageContext, options: Options) -> dict[str, Any]:
     outputs["method"] = config.method.name
     outputs["run_id"] = None
     if ctx.tracking:
-        from lmfoundry.track.runs import log_run
-
         run_dir = Path(summary["run_dir"])
         artifacts = [p for p in (run_dir / "summary.json", run_dir / "metrics.jsonl", run_dir / "loss_curve.png",
                                  Path(summary["adapter_path"])) if p.exists()]  # fmt: skip
@@ -110,3 +110,6 @@ def _launch(ctx: StageContext, options: Options, out_dir: Path) -> dict[str, Any
 def fresh(ctx: StageContext, outputs: dict[str, Any]) -> bool:
     adapter = outputs.get("adapter_path")
     return isinstance(adapter, str) and Path(adapter).exists()
+
+
+KIND = StageKind(Options, run, fresh, summary=(__doc__ or "").strip().splitlines()[0])

@@ -6,8 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
+from lmfoundry.eval.compare import load_comparison
+from lmfoundry.eval.gates import GateSpec, check_gates, load_gates
 from lmfoundry.fsutil import atomic_write_text
 from lmfoundry.pipeline.context import StageContext
+from lmfoundry.pipeline.stage_kind import StageKind
 
 
 class GateFailed(LmfError):
@@ -31,9 +34,6 @@ class Options:
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
     from pydantic import ValidationError
 
-    from lmfoundry.eval.compare import load_comparison
-    from lmfoundry.eval.gates import GateSpec, check_gates, load_gates
-
     if not options.comparison:
         raise InvalidInputError("gate stage needs 'comparison' (e.g. ${evaluate.comparison})")
     if options.gates:
@@ -53,3 +53,6 @@ def run(ctx: StageContext, options: Options) -> dict[str, Any]:
     if not report.passed:
         raise GateFailed(f"gates failed: {', '.join(failed)} (see {path})", markdown)
     return {"passed": True, "report": str(path), "checks": len(report.checks)}
+
+
+KIND = StageKind(Options, run, None, summary=(__doc__ or "").strip().splitlines()[0])

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmfoundry.errors import InvalidInputError
+from lmfoundry.models import store
+from lmfoundry.models.load import load_hf_model
 from lmfoundry.pipeline.context import StageContext
+from lmfoundry.pipeline.stage_kind import StageKind
+from lmfoundry.quantize.modules import quantize_model, save_quantized
+from lmfoundry.track.runs import log_run
 
 
 @dataclass
@@ -21,9 +26,6 @@ class Options:
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-    from lmfoundry.models import store
-    from lmfoundry.models.load import load_hf_model
-    from lmfoundry.models.quantize import quantize_model, save_quantized
 
     if not options.model or not options.name:
         raise InvalidInputError("quantize stage needs 'model' and 'name' (the new store entry)")
@@ -38,8 +40,6 @@ def run(ctx: StageContext, options: Options) -> dict[str, Any]:
                       "double_quant": options.double_quant},
     ))  # fmt: skip
     if ctx.tracking:
-        from lmfoundry.track.runs import log_run
-
         log_run("quantize", {"model": options.model, "method": options.method, "block_size": options.block_size},
                 {"layers": report.layers, "bytes": report.bytes, "fp32_bytes": report.fp32_bytes}, [],
                 None, run_name=f"pipeline:{ctx.name}")  # fmt: skip
@@ -47,6 +47,8 @@ def run(ctx: StageContext, options: Options) -> dict[str, Any]:
 
 
 def fresh(ctx: StageContext, outputs: dict[str, Any]) -> bool:
-    from lmfoundry.models import store
 
     return store.is_pulled(outputs["model"])
+
+
+KIND = StageKind(Options, run, fresh, summary=(__doc__ or "").strip().splitlines()[0])

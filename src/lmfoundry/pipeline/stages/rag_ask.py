@@ -6,7 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
+from lmfoundry.models.load import load_tokenizer
 from lmfoundry.pipeline.context import StageContext
+from lmfoundry.pipeline.remote import RemoteModel
+from lmfoundry.pipeline.stage_kind import StageKind
+from lmfoundry.rag.answer import ask
+from lmfoundry.types import SamplingParams
 
 
 @dataclass
@@ -30,16 +35,11 @@ class Options:
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-    from lmfoundry.pipeline.remote import RemoteModel
-    from lmfoundry.rag.read import ask
-    from lmfoundry.types import SamplingParams
 
     if not (options.question and options.url and options.model):
         raise InvalidInputError("rag-ask stage needs 'question', 'url' and 'model'")
     tokenizer = None
     if options.tokenizer:
-        from lmfoundry.models.load import load_tokenizer
-
         tokenizer = load_tokenizer(options.tokenizer)
     model = RemoteModel(options.url, options.model, api_key=options.api_key, tokenizer=tokenizer,
                         context_length=options.context_length)  # fmt: skip
@@ -55,3 +55,6 @@ def run(ctx: StageContext, options: Options) -> dict[str, Any]:
         "retrieved": [h.chunk.source for h in answer.hits],
         "notes": answer.notes,
     }
+
+
+KIND = StageKind(Options, run, None, summary=(__doc__ or "").strip().splitlines()[0])

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmfoundry.pipeline.context import StageContext
+from lmfoundry.pipeline.stage_kind import StageKind
+from lmfoundry.rag.documents import BUILTIN_PREFIX
+from lmfoundry.rag.index import index_paths, list_stores
 
 
 @dataclass
@@ -22,8 +25,6 @@ class Options:
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-    from lmfoundry.rag.index import index_paths
-    from lmfoundry.rag.load import BUILTIN_PREFIX
 
     paths = [p if p.startswith(BUILTIN_PREFIX) else str(ctx.path(p)) for p in options.paths]
     ctx.progress.total(len(paths), "sources")
@@ -38,6 +39,8 @@ def run(ctx: StageContext, options: Options) -> dict[str, Any]:
 
 
 def fresh(ctx: StageContext, outputs: dict[str, Any]) -> bool:
-    from lmfoundry.rag.index import list_stores
 
     return any(s["name"] == outputs["store"] for s in list_stores())
+
+
+KIND = StageKind(Options, run, fresh, summary=(__doc__ or "").strip().splitlines()[0])

@@ -7,6 +7,8 @@ from typing import Any
 
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.pipeline.context import StageContext
+from lmfoundry.pipeline.stage_kind import StageKind
+from lmfoundry.track import registry
 
 
 @dataclass
@@ -25,7 +27,6 @@ class Options:
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-    from lmfoundry.track import registry
 
     if not options.registry or not options.model:
         raise InvalidInputError("register stage needs 'registry' (registered model name) and 'model' (base)")
@@ -45,9 +46,11 @@ def run(ctx: StageContext, options: Options) -> dict[str, Any]:
 
 def fresh(ctx: StageContext, outputs: dict[str, Any]) -> bool:
     """Still valid while the version exists (an alias moved since by promote/rollback is respected)."""
-    from lmfoundry.track import registry
 
     try:
         return any(v["version"] == outputs["version"] for v in registry.show(outputs["registry"])["versions"])
     except registry.RegistryError:
         return False
+
+
+KIND = StageKind(Options, run, fresh, summary=(__doc__ or "").strip().splitlines()[0])

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.fsutil import atomic_write_text
-from lmfoundry.plugins import register, require
+from lmfoundry.plugins import require
 from lmfoundry.rag.stores.base import SearchFilter, SourceRecord, chunk_from_row, metadata_to_json
 from lmfoundry.types import Chunk
 
@@ -243,6 +243,5 @@ class LanceStore:
         """LanceDB holds no locks; nothing to release."""
 
 
-@register("vector_store", "lancedb")
 def open_lancedb(path: Path, dimension: int) -> LanceStore:
     return LanceStore(path / "lance", dimension)

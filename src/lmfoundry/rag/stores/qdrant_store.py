@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.fsutil import atomic_write_text
-from lmfoundry.plugins import register, require
+from lmfoundry.plugins import require
 from lmfoundry.rag.stores.base import SearchFilter, SourceRecord, chunk_from_row, metadata_to_json
 from lmfoundry.types import Chunk
 
@@ -208,7 +208,6 @@ class QdrantStore:
         self.client.close()
 
 
-@register("vector_store", "qdrant")
 def open_qdrant(
     path: Path, dimension: int, url: str | None = None, api_key: str | None = None
 ) -> QdrantStore:
