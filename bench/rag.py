@@ -35,15 +35,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lmfoundry.eval.metrics import first_relevant_rank, hit_rate, mean_reciprocal_rank
 from rag_support import (
     Question,
     accepted_sources,
     answer_matches,
-    first_relevant_rank,
     load_questions,
-    mean_reciprocal_rank,
     percentile,
-    recall_at,
     scale_texts,
     scale_vectors,
 )
@@ -139,7 +137,7 @@ def ranking_scores(
             log(f"{label}: {i + 1}/{len(questions)}")
     out: dict[str, Any] = {"questions": len(questions)}
     for name, ranks in (("strict", strict), ("lenient", lenient)):
-        out[name] = {f"recall@{k}": round(recall_at(ranks, k), 3) for k in (1, 5, 10)}
+        out[name] = {f"recall@{k}": round(hit_rate(ranks, k), 3) for k in (1, 5, 10)}
         out[name]["mrr@10"] = round(mean_reciprocal_rank(ranks, K), 3)
     out["s_per_query"] = round((time.perf_counter() - started) / len(questions), 3)
     out["missed_at_5"] = [q.topic for q, r in zip(questions, lenient, strict=True) if r is None or r > 5]
@@ -151,7 +149,7 @@ def bench_retrieval(
 ) -> dict[str, Any]:
     from lmfoundry.models.load import load_hf_model
     from lmfoundry.rag.rerank import DEFAULT_LLM, llm_rerank
-    from lmfoundry.rag.search import search_index
+    from lmfoundry.rag.search import search
 
     def sources(hits: list[Any]) -> list[str]:
         return [h.chunk.source for h in hits]
@@ -159,16 +157,16 @@ def bench_retrieval(
     results: dict[str, Any] = {}
     for mode in ("dense", "bm25", "hybrid"):
         results[mode] = ranking_scores(
-            questions, lambda q, m=mode: sources(search_index(index, q, K, mode=m)), mode
+            questions, lambda q, m=mode: sources(search(index, q, K, mode=m)), mode
         )
     for spec in ("mmr", "mmr:0.8", "per-source"):
         results[f"hybrid+{spec}"] = ranking_scores(
-            questions, lambda q, s=spec: sources(search_index(index, q, K, rerank=s)), spec
+            questions, lambda q, s=spec: sources(search(index, q, K, rerank=s)), spec
         )
     if cross_encoder:
         results["hybrid+cross-encoder"] = ranking_scores(
             questions,
-            lambda q: sources(search_index(index, q, K, rerank=f"cross-encoder:{cross_encoder}")),
+            lambda q: sources(search(index, q, K, rerank=f"cross-encoder:{cross_encoder}")),
             "cross-encoder",
         )
     else:
@@ -181,13 +179,13 @@ def bench_retrieval(
     subset = spread(questions, llm_questions)
 
     def llm_search(q: str) -> list[str]:
-        candidates = search_index(index, q, llm_candidates, mode="hybrid")
+        candidates = search(index, q, llm_candidates, mode="hybrid")
         return sources(llm_rerank(model, tokenizer, q, candidates, K))
 
     results["hybrid+llm"] = ranking_scores(subset, llm_search, "llm rerank")
     results["hybrid+llm"].update(model=DEFAULT_LLM, candidates=llm_candidates)
     results["hybrid_on_llm_subset"] = ranking_scores(
-        subset, lambda q: sources(search_index(index, q, K, mode="hybrid")), "hybrid (llm subset)"
+        subset, lambda q: sources(search(index, q, K, mode="hybrid")), "hybrid (llm subset)"
     )
     return results
 

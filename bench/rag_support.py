@@ -100,23 +100,6 @@ def accepted_sources(topic: str, lenient: bool) -> set[str]:
     return {SOURCE_PREFIX + t for t in topics}
 
 
-def first_relevant_rank(sources: Sequence[str], accepted: set[str]) -> int | None:
-    """1-based rank of the first hit from an accepted source (None when there is none)."""
-    return next((i for i, s in enumerate(sources, start=1) if s in accepted), None)
-
-
-def recall_at(ranks: Sequence[int | None], k: int) -> float:
-    """Share of questions with a relevant hit in the top k."""
-    return sum(1 for r in ranks if r is not None and r <= k) / len(ranks) if ranks else 0.0
-
-
-def mean_reciprocal_rank(ranks: Sequence[int | None], cutoff: int | None = None) -> float:
-    """Mean of 1/rank (0 when no relevant hit, or none within `cutoff`)."""
-    if not ranks:
-        return 0.0
-    return sum(1.0 / r for r in ranks if r is not None and (cutoff is None or r <= cutoff)) / len(ranks)
-
-
 def answer_matches(answer: str, keywords: Sequence[str]) -> tuple[bool, bool]:
     """(strict, lenient): the answer contains all the keywords / at least one of them."""
     text = normalise(answer)

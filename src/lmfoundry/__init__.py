@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from lmfoundry.generate.engine import load_model
+from lmfoundry.quiet import silence_library_noise
 
 __version__ = "0.1.0"
+
+silence_library_noise()
 
 if TYPE_CHECKING:
     from lmfoundry.generate.engine import LoadedModel

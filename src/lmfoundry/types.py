@@ -94,12 +94,3 @@ class Example:
     input: str
     reference: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Score:
-    """A metric value for one example or an aggregate."""
-
-    name: str
-    value: float
-    example_id: str | None = None

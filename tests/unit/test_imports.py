@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import time
@@ -80,3 +81,35 @@ def test_lmf_help_is_fast() -> None:
         timings.append(time.perf_counter() - start)
         assert proc.returncode == 0 and "usage: lmf" in proc.stdout
     assert min(timings) < 0.5, timings
+
+
+def _function_level_lmfoundry_imports(source: str) -> list[int]:
+    """Line numbers of `lmfoundry` imports inside a function body of `source`."""
+    lines = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inside = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            if in_function and isinstance(child, ast.Import | ast.ImportFrom):
+                modules = (
+                    [a.name for a in child.names] if isinstance(child, ast.Import) else [child.module or ""]
+                )
+                if any(m.split(".")[0] == "lmfoundry" for m in modules) or getattr(child, "level", 0):
+                    lines.append(child.lineno)
+            visit(child, inside)
+
+    visit(ast.parse(source), False)
+    return lines
+
+
+def test_lmfoundry_imports_sit_at_module_top() -> None:
+    """Imports inside functions are for heavy third-party libraries only, so the import graph that
+    import-linter checks (and a reader sees at the top of each file) is the real one."""
+    found = {
+        str(path.relative_to(Path(lmfoundry.__path__[0]))): lines
+        for path in Path(lmfoundry.__path__[0]).rglob("*.py")
+        if (lines := _function_level_lmfoundry_imports(path.read_text()))
+    }
+    assert not found, f"lmfoundry imports inside functions (move them to the module top): {found}"
+    probe = "import os\n\n\ndef f():\n    import torch\n    from lmfoundry.models import store\n"
+    assert _function_level_lmfoundry_imports(probe) == [6]

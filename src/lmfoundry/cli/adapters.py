@@ -5,21 +5,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lmfoundry.cli.common import add_json_flag, print_json
-from lmfoundry.finetune.export.check import check
+from lmfoundry.cli.common import add_command_group, add_json_flag, add_subcommand, print_result
+from lmfoundry.finetune.export.check import CheckReport, check
 from lmfoundry.finetune.export.merge import merge_to_store
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "adapters",
         help="merge fine-tuned adapters into their base model and check them",
         description="Work with the adapters `lmf finetune` writes (RUN = a run folder or its adapter/ folder).",
     )
-    commands = parser.add_subparsers(dest="adapters_command", metavar="SUBCOMMAND")
-
-    merge = commands.add_parser(
+    merge = add_subcommand(
+        commands,
         "merge",
+        _merge,
         help="merge an adapter into its base weights as a new store model",
         description=(
             "Load the run's base model, fold the adapter into its weights (LoRA, QLoRA, AdaLoRA, IA3; "
@@ -31,10 +32,11 @@ def register(subparsers: Any) -> None:
     merge.add_argument("--name", required=True, help="store name of the merged model")
     merge.add_argument("--force", action="store_true", help="replace an existing store entry of that name")
     add_json_flag(merge)
-    merge.set_defaults(handler=_merge)
 
-    check = commands.add_parser(
+    check = add_subcommand(
+        commands,
         "check",
+        _check,
         help="compare adapter, merged model and GGUF outputs on the same prompts",
         description=(
             "Run the same prompts through the adapter (transformers), the merged model "
@@ -59,18 +61,15 @@ def register(subparsers: Any) -> None:
     )
     check.add_argument("--no-gguf", action="store_true", help="skip the GGUF / llama.cpp leg")
     add_json_flag(check)
-    check.set_defaults(handler=_check)
-    parser.set_defaults(handler=lambda args: parser.print_help() or 0)
 
 
 def _merge(args: argparse.Namespace) -> int:
-
     folder = merge_to_store(args.run, args.name, force=args.force)
-    if args.json:
-        print_json({"name": args.name, "path": str(folder)})
-    else:
-        print(f"merged {args.run} -> store model {args.name} ({folder})")
-    return 0
+    return print_result(
+        args,
+        {"name": args.name, "path": str(folder)},
+        lambda: print(f"merged {args.run} -> store model {args.name} ({folder})"),
+    )
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -84,18 +83,7 @@ def _check(args: argparse.Namespace) -> int:
         max_diff=args.max_diff,
         gguf=not args.no_gguf,
     )
-    if args.json:
-        print_json(report.to_dict())
-    else:
-        for i, p in enumerate(report.prompts, start=1):
-            gguf = (
-                f"  gguf diff {p.gguf_max_logit_diff:.2e} agree {p.gguf_agreement:.2f}"
-                if p.gguf_agreement is not None
-                else ""
-            )
-            print(
-                f"prompt {i}: merged diff {p.merged_max_logit_diff:.2e} agree {p.merged_agreement:.2f}{gguf}"
-            )
+    print_result(args, report.to_dict(), lambda: _print_prompts(report))
     console = Console(stderr=True)
     if not report.ok:
         console.print(
@@ -107,3 +95,13 @@ def _check(args: argparse.Namespace) -> int:
         f"[green]OK: agreement {report.agreement:.2f}, max logit diff {report.max_logit_diff:.3g}[/]"
     )
     return 0
+
+
+def _print_prompts(report: CheckReport) -> None:
+    for i, p in enumerate(report.prompts, start=1):
+        gguf = (
+            f"  gguf diff {p.gguf_max_logit_diff:.2e} agree {p.gguf_agreement:.2f}"
+            if p.gguf_agreement is not None
+            else ""
+        )
+        print(f"prompt {i}: merged diff {p.merged_max_logit_diff:.2e} agree {p.merged_agreement:.2f}{gguf}")

@@ -7,21 +7,25 @@ import json
 import sys
 from pathlib import Path
 
-from lmfoundry.cli.common import print_json
+from lmfoundry.cli.common import add_command_group, add_subcommand, print_json
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.fsutil import atomic_write_text
 from lmfoundry.serve.capture import CaptureStore, export_records
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    sub = add_command_group(
+        subparsers,
         "capture",
+        metavar="COMMAND",
+        required=True,
         help="export traffic captured by `lmf serve --capture` as training or evaluation data",
         description="Work with the SQLite capture of a server's requests and responses.",
     )
-    sub = p.add_subparsers(dest="capture_command", metavar="COMMAND", required=True)
-    e = sub.add_parser(
+    e = add_subcommand(
+        sub,
         "export",
+        _export,
         help="write captured exchanges as JSONL (sft, dpo or eval records)",
         description="sft: {messages} chat records for `lmf finetune`; dpo: {prompt, chosen, rejected} "
         "from choices rated through POST /v1/feedback; eval: {id, input, reference} for `lmf eval` "
@@ -30,7 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("db", help="the capture database given to `lmf serve --capture`")
     e.add_argument("--format", required=True, choices=["sft", "dpo", "eval"], help="record format to write")
     e.add_argument("--output", "-o", help="JSONL file to write (default: standard output)")
-    e.set_defaults(handler=_export)
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""Helpers shared by the command-group modules: JSON output and common options."""
+"""Helpers shared by the command modules: JSON or text output, the parsers of command groups and
+their subcommands, and common options."""
 
 from __future__ import annotations
 
@@ -18,8 +19,48 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def print_result(args: argparse.Namespace, data: Any, show: Callable[[], object]) -> int:
+    """A handler's output: `data` as one JSON object with `--json`, else what `show()` prints.
+    Returns 0, the exit code."""
+    if args.json:
+        print_json(data)
+    else:
+        show()
+    return 0
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def add_subcommand(
+    commands: Any, name: str, handler: Callable[[argparse.Namespace], int], **options: Any
+) -> argparse.ArgumentParser:
+    """Add the subcommand `name`, run by `handler`, to a group's `commands` (`add_command_group`);
+    `options` (help, description, ...) go to `add_parser`. Returns its parser, for its arguments."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, **options)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def add_command_group(
+    subparsers: Any,
+    name: str,
+    *,
+    metavar: str = "SUBCOMMAND",
+    required: bool = False,
+    help_when_bare: bool = True,
+    **options: Any,
+) -> Any:
+    """Add the command `name` whose work is done by subcommands, and return the action to add them
+    to (`args.NAME_command` is the one given); `options` (help, description, ...) go to `add_parser`.
+    Given no subcommand, a `required` group is a usage error (exit 2); any other prints its own
+    help and exits 0, unless `help_when_bare` is False (then no handler is set)."""
+    parser = subparsers.add_parser(name, **options)
+    commands = parser.add_subparsers(dest=f"{name}_command", metavar=metavar, required=required)
+    if help_when_bare and not required:
+        parser.set_defaults(handler=lambda args: parser.print_help() or 0)
+    return commands
 
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.cli.common import add_command_group, add_json_flag, add_subcommand, print_result
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.finetune.data.formats import detect_format
 from lmfoundry.finetune.data.records import load_records
@@ -22,7 +22,8 @@ from lmfoundry.models.load import load_tokenizer
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "data",
         help="make bundled data sets and inspect fine-tuning data",
         description=(
@@ -31,10 +32,15 @@ def register(subparsers: Any) -> None:
             "{messages}, text {text} or preference {prompt, chosen, rejected}."
         ),
     )
-    commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    _add_make(commands)
+    _add_inspect(commands)
 
-    make = commands.add_parser(
+
+def _add_make(commands: Any) -> None:
+    make = add_subcommand(
+        commands,
         "make",
+        _make,
         help="generate a bundled data set (dialogsum-synthetic, preferences-synthetic)",
         description=(
             "Generate a bundled data set and write train/validation/test JSONL and a README.md "
@@ -54,10 +60,13 @@ def register(subparsers: Any) -> None:
         help="train,validation[,test] fractions summing to 1 (default 0.8,0.1,0.1)",
     )
     add_json_flag(make)
-    make.set_defaults(handler=_make)
 
-    inspect = commands.add_parser(
+
+def _add_inspect(commands: Any) -> None:
+    inspect = add_subcommand(
+        commands,
         "inspect",
+        _inspect,
         help="show formatted examples and token-length statistics",
         description=(
             "Load FILE (a JSONL/CSV/Parquet file, a directory with split files, a bundled set "
@@ -81,8 +90,6 @@ def register(subparsers: Any) -> None:
         help="maximum sequence length (default: the model config's, else 1024)",
     )
     add_json_flag(inspect)
-    inspect.set_defaults(handler=_inspect)
-    parser.set_defaults(handler=lambda args: parser.print_help() or 0)
 
 
 def _parse_fractions(text: str) -> tuple[float, ...]:
@@ -93,18 +100,22 @@ def _parse_fractions(text: str) -> tuple[float, ...]:
 
 
 def _make(args: argparse.Namespace) -> int:
-
     paths = make(
         args.name, n=args.n, seed=args.seed, out_dir=args.out, fractions=_parse_fractions(args.fractions)
     )
     sizes = {name: sum(1 for _ in path.open(encoding="utf-8")) for name, path in paths.items()}
-    if args.json:
-        print_json({"name": args.name, "dir": str(next(iter(paths.values())).parent), "splits": sizes})
-        return 0
-    print(f"{args.name}: wrote {next(iter(paths.values())).parent}")
-    for name, size in sizes.items():
-        print(f"  {name:<10} {size:>6} records  {paths[name]}")
-    return 0
+    folder = next(iter(paths.values())).parent
+    return print_result(
+        args,
+        {"name": args.name, "dir": str(folder), "splits": sizes},
+        lambda: _print_made(args.name, folder, sizes, paths),
+    )
+
+
+def _print_made(name: str, folder: Path, sizes: dict[str, int], paths: dict[str, Path]) -> None:
+    print(f"{name}: wrote {folder}")
+    for split, size in sizes.items():
+        print(f"  {split:<10} {size:>6} records  {paths[split]}")
 
 
 def _load_tokenizer(name_or_path: str) -> Any:
@@ -127,7 +138,6 @@ def _default_max_length(tokenizer: Any) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-
     if args.n < 0:
         raise InvalidInputError("-n must be >= 0")
     records = load_records(args.file, split=args.split)
@@ -154,11 +164,8 @@ def _inspect(args: argparse.Namespace) -> int:
         words = [sum(len(part.split()) for part in render(template, r)) for r in records]
         stats = {"unit": "words", **length_stats(words)}
     summary["stats"] = stats
-    if args.json:
-        print_json({**summary, "examples": [{"prompt": p, "completion": c} for p, c in shown]})
-        return 0
-    _print_inspection(summary, shown)
-    return 0
+    examples = [{"prompt": p, "completion": c} for p, c in shown]
+    return print_result(args, {**summary, "examples": examples}, lambda: _print_inspection(summary, shown))
 
 
 def _print_inspection(summary: dict[str, Any], shown: list[tuple[str, str]]) -> None:

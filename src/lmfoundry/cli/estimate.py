@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.cli.common import add_json_flag, print_result
 from lmfoundry.memory.planner import Workload, plan
 
 MODES = ("inference", "lora", "qlora", "full")
@@ -45,7 +45,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _estimate(args: argparse.Namespace) -> int:
-
     workload = Workload(
         mode=args.mode,
         dtype=args.dtype,
@@ -62,11 +61,7 @@ def _estimate(args: argparse.Namespace) -> int:
             result = plan(args.model, workload, measure_peak=True)
     else:
         result = plan(args.model, workload, measure_peak=args.measure)
-    if args.json:
-        print_json(result)
-    else:
-        _print_table(result)
-    return 0
+    return print_result(args, result, lambda: _print_table(result))
 
 
 def _mib(value: int) -> str:

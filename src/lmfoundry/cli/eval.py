@@ -10,8 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import lmfoundry
-from lmfoundry.cli.common import add_json_flag, add_sampling_options, print_json, sampling_overrides
+from lmfoundry.cli.common import (
+    add_command_group,
+    add_json_flag,
+    add_sampling_options,
+    add_subcommand,
+    print_result,
+    sampling_overrides,
+)
 from lmfoundry.cli.tracking import add_track_flag, track_cli_run
 from lmfoundry.eval.compare import compare_results, load_comparison, save_comparison
 from lmfoundry.eval.evaluate import run_task
@@ -25,6 +31,7 @@ from lmfoundry.eval.lmeval_adapter import run_harness
 from lmfoundry.eval.report import write_report
 from lmfoundry.eval.tasks import load_task
 from lmfoundry.fsutil import atomic_write_text
+from lmfoundry.generate.engine import load_model
 from lmfoundry.paths import lmf_home
 from lmfoundry.types import SamplingParams
 
@@ -36,8 +43,10 @@ TASK_HELP = "dialogsum-synthetic, closed-book-qa, or jsonl:PATH (records with in
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "eval",
+        required=True,
         help="evaluate models, compare champion vs challenger, gate, judge, report",
         description=(
             "Evaluate a model on a task (ROUGE, BLEU, chrF, exact match, token F1, latency, cost), "
@@ -46,7 +55,6 @@ def register(subparsers: Any) -> None:
             "judge model, write HTML reports, and run lm-evaluation-harness tasks."
         ),
     )
-    commands = parser.add_subparsers(dest="eval_command", metavar="SUBCOMMAND", required=True)
     _register_run(commands)
     _register_compare(commands)
     _register_gate(commands)
@@ -77,8 +85,10 @@ def _add_task_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _register_run(commands: Any) -> None:
-    parser = commands.add_parser(
+    parser = add_subcommand(
+        commands,
         "run",
+        _run,
         help="evaluate one model on a task",
         description="Generate an answer per example, score it, and write outputs.jsonl + results.json.",
     )
@@ -86,12 +96,13 @@ def _register_run(commands: Any) -> None:
     parser.add_argument("--out", help="output folder (default $LMF_HOME/runs/eval/TIMESTAMP-TASK)")
     _add_task_options(parser)
     add_track_flag(parser)
-    parser.set_defaults(handler=_run)
 
 
 def _register_compare(commands: Any) -> None:
-    parser = commands.add_parser(
+    parser = add_subcommand(
+        commands,
         "compare",
+        _compare,
         help="evaluate champion and challenger on identical examples and compare them",
         description=(
             "Runs both models on the same examples and reports, per metric, the means, the difference "
@@ -106,19 +117,19 @@ def _register_compare(commands: Any) -> None:
     parser.add_argument("--boot-seed", type=int, default=0, help="bootstrap resampling seed (default 0)")
     parser.add_argument("--confidence", type=float, default=0.95, help="CI confidence (default 0.95)")
     _add_task_options(parser)
-    parser.set_defaults(handler=_compare)
 
 
 def _register_gate(commands: Any) -> None:
-    parser = commands.add_parser(
+    parser = add_subcommand(
+        commands,
         "gate",
+        _gate,
         help="check a comparison against release gates (exit 0 pass, 1 fail)",
         description="Check comparison.json against a gates YAML (see configs/gates/default.yaml) and print a markdown table.",
     )
     parser.add_argument("gates", metavar="GATES.yaml", help="thresholds file")
     parser.add_argument("--comparison", required=True, help="comparison.json written by `lmf eval compare`")
     parser.add_argument("--markdown", metavar="OUT.md", help="also write the markdown table to this file")
-    parser.set_defaults(handler=_gate)
 
 
 def _default_out(kind: str, task: str) -> Path:
@@ -133,7 +144,7 @@ def _load_task(args: argparse.Namespace) -> Task:
 
 def _evaluate(model_name: str, task: Task, args: argparse.Namespace, out: Path) -> EvalResult:
 
-    model = lmfoundry.load(model_name)
+    model = load_model(model_name)
     price = DEFAULT_PRICE_PER_HOUR if args.price_per_hour is None else args.price_per_hour
     params = task.params.replace(**sampling_overrides(args))
     return run_task(
@@ -147,15 +158,20 @@ def _run(args: argparse.Namespace) -> int:
     result = _evaluate(args.model, task, args, out)
     report = _maybe_report(args, out)
     run_id = _track_run(args, result, out, report)
-    if args.json:
-        print_json({**result.summary(), "out": str(out), **report, "run_id": run_id})
-        return 0
+    data = {**result.summary(), "out": str(out), **report, "run_id": run_id}
+    return print_result(args, data, lambda: _print_run(result, task, out, report))
+
+
+def _print_run(result: EvalResult, task: Task, out: Path, report: dict[str, str]) -> None:
     rows = [(k, f"{v:.4f}") for k, v in result.aggregates.items()] + _latency_rows(result.latency)
     _print_table(f"{result.model} on {task.name} ({len(result.outputs)} examples)", ("metric", "value"), rows)
     print(f"wrote {out / 'results.json'} and {out / 'outputs.jsonl'}")
+    _print_written_report(report)
+
+
+def _print_written_report(report: dict[str, str]) -> None:
     if report:
         print(f"wrote {report['report']}")
-    return 0
 
 
 def _track_run(args: argparse.Namespace, result: EvalResult, out: Path, report: dict[str, str]) -> str | None:
@@ -173,7 +189,6 @@ def _track_run(args: argparse.Namespace, result: EvalResult, out: Path, report: 
 
 
 def _compare(args: argparse.Namespace) -> int:
-
     task = _load_task(args)
     out = Path(args.out) if args.out else _default_out("compare", task.name)
     champion = _evaluate(args.champion, task, args, out / "champion")
@@ -181,22 +196,27 @@ def _compare(args: argparse.Namespace) -> int:
     comparison = compare_results(champion, challenger, args.n_boot, args.boot_seed, args.confidence)
     path = save_comparison(comparison, out / "comparison.json")
     report = _maybe_report(args, out)
-    if args.json:
-        print_json({**comparison, "out": str(path), **report})
-        return 0
+    return print_result(
+        args,
+        {**comparison, "out": str(path), **report},
+        lambda: _print_comparison(comparison, task, args.confidence, path, report),
+    )
+
+
+def _print_comparison(
+    comparison: dict[str, Any], task: Task, confidence: float, path: Path, report: dict[str, str]
+) -> None:
     rows = [
         (name, f"{m['champion']:.4f}", f"{m['challenger']:.4f}", f"{m['diff']:+.4f}",
          f"[{m['ci_low']:+.4f}, {m['ci_high']:+.4f}]", f"{m['wins']}/{m['ties']}/{m['losses']}")
         for name, m in comparison["metrics"].items()
     ]  # fmt: skip
-    columns = ("metric", "champion", "challenger", "diff", f"{args.confidence:.0%} CI", "W/T/L")
+    columns = ("metric", "champion", "challenger", "diff", f"{confidence:.0%} CI", "W/T/L")
     _print_table(f"{task.name}: {comparison['n']} paired examples", columns, rows)
     p95 = comparison["latency"]["e2e_s_p95"]
     print(f"latency p95: champion {p95['champion']:.3f}s, challenger {p95['challenger']:.3f}s")
     print(f"wrote {path}")
-    if report:
-        print(f"wrote {report['report']}")
-    return 0
+    _print_written_report(report)
 
 
 def _maybe_report(args: argparse.Namespace, out: Path) -> dict[str, str]:
@@ -244,8 +264,10 @@ def _print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str
 
 
 def _register_report(commands: Any) -> None:
-    parser = commands.add_parser(
+    parser = add_subcommand(
+        commands,
         "report",
+        _report,
         help="write a self-contained HTML report (+ JSON) of a run or comparison folder",
         description=(
             "Renders report.html from a folder written by `lmf eval run` or `lmf eval compare`: score and "
@@ -259,17 +281,15 @@ def _register_report(commands: Any) -> None:
     )
     parser.add_argument("--out", help="HTML file to write (default RUN_DIR/report.html)")
     add_json_flag(parser)
-    parser.set_defaults(handler=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
-
     html_path, json_path = write_report(args.path, args.out)
-    if args.json:
-        print_json({"report": str(html_path), "json": str(json_path)})
-    else:
-        print(f"wrote {html_path} and {json_path}")
-    return 0
+    return print_result(
+        args,
+        {"report": str(html_path), "json": str(json_path)},
+        lambda: print(f"wrote {html_path} and {json_path}"),
+    )
 
 
 def _add_judge_options(parser: argparse.ArgumentParser) -> None:
@@ -288,8 +308,10 @@ def _add_judge_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _register_judge(commands: Any) -> None:
-    parser = commands.add_parser(
+    parser = add_subcommand(
+        commands,
         "judge",
+        _judge,
         help="grade outputs with a judge model: rubric scores or pairwise preference",
         description=(
             "Rubric mode scores each output of `lmf eval run` (outputs.jsonl) on the rubric's scale. "
@@ -312,12 +334,13 @@ def _register_judge(commands: Any) -> None:
     parser.add_argument("--out", help="folder for judge.json (default $LMF_HOME/runs/judge/TIMESTAMP); "
                         "use the run/compare folder to include it in `lmf eval report`")  # fmt: skip
     _add_judge_options(parser)
-    parser.set_defaults(handler=_judge)
 
 
 def _register_judge_agreement(commands: Any) -> None:
-    parser = commands.add_parser(
+    parser = add_subcommand(
+        commands,
         "judge-agreement",
+        _judge_agreement,
         help="measure a judge against human labels (accuracy, Cohen's kappa)",
         description=(
             "Labels are JSONL, one kind per file: pairwise {prompt, response_a, response_b, human: a|b|tie} "
@@ -327,7 +350,6 @@ def _register_judge_agreement(commands: Any) -> None:
     )
     parser.add_argument("--labels", required=True, help="JSONL file of human labels")
     _add_judge_options(parser)
-    parser.set_defaults(handler=_judge_agreement)
 
 
 def _judge_backend(args: argparse.Namespace, repeats: int) -> Any:
@@ -339,7 +361,6 @@ def _judge_backend(args: argparse.Namespace, repeats: int) -> Any:
 
 
 def _judge(args: argparse.Namespace) -> int:
-
     records = read_outputs(args.outputs)
     items = pairwise_items(records, read_outputs(args.pairwise)) if args.pairwise else rubric_items(records)
     rubric = load_rubric(args.rubric) if args.rubric else None
@@ -353,37 +374,40 @@ def _judge(args: argparse.Namespace) -> int:
         result["model_b"] = _model_name(args.pairwise)
     out = Path(args.out) if args.out else _default_out("judge", result["mode"])
     atomic_write_text(out / "judge.json", json.dumps(result, indent=2, allow_nan=False) + "\n")
-    if args.json:
-        print_json({k: v for k, v in result.items() if k != "runs"} | {"out": str(out / "judge.json")})
-        return 0
+    data = {k: v for k, v in result.items() if k != "runs"} | {"out": str(out / "judge.json")}
+    return print_result(args, data, lambda: _print_judged(result, args, len(items), out / "judge.json"))
+
+
+def _print_judged(result: dict[str, Any], args: argparse.Namespace, n_items: int, path: Path) -> None:
     rows = [(k, _fmt(v)) for k, v in result["summary"].items()]
     rows += [
         (f"{result['headline']} over {args.repeats} repeats: {k}", _fmt(v))
         for k, v in result["variance"].items()
     ]
-    _print_table(f"judge {args.judge} ({result['mode']}, {len(items)} examples)", ("", "value"), rows)
+    _print_table(f"judge {args.judge} ({result['mode']}, {n_items} examples)", ("", "value"), rows)
     print(f"unparseable judge replies: {result['n_unparseable']} (excluded from means)")
-    print(f"wrote {out / 'judge.json'}")
-    return 0
+    print(f"wrote {path}")
 
 
 def _judge_agreement(args: argparse.Namespace) -> int:
-
     kind, records = read_labels(args.labels)
     rubric = load_rubric(args.rubric) if args.rubric else None
     result = agreement(_judge_backend(args, 1), kind, records, rubric=rubric, seed=args.seed or 0)
-    if args.json:
-        print_json({k: v for k, v in result.items() if k != "judgments"})
-        return 0
+    data = {k: v for k, v in result.items() if k != "judgments"}
+    return print_result(args, data, lambda: _print_agreement(result, args.judge, kind))
+
+
+def _print_agreement(result: dict[str, Any], judge: str, kind: str) -> None:
     keys = ["n", "n_scored", "n_unparseable", "accuracy", "kappa", "contradictions", "mae", "within_one"]
     rows = [(k, _fmt(result[k])) for k in keys if k in result]
-    _print_table(f"judge {args.judge} vs human labels ({kind})", ("", "value"), rows)
-    return 0
+    _print_table(f"judge {judge} vs human labels ({kind})", ("", "value"), rows)
 
 
 def _register_harness(commands: Any) -> None:
-    parser = commands.add_parser(
+    parser = add_subcommand(
+        commands,
         "harness",
+        _harness,
         help="run lm-evaluation-harness tasks on a model (needs `pip install lm-eval`)",
         description=(
             "Runs lm-eval tasks through lmfoundry's lm-eval model adapter (registered as 'lmfoundry'). "
@@ -401,28 +425,26 @@ def _register_harness(commands: Any) -> None:
     )
     parser.add_argument("--out", help="also write the results to this JSON file")
     add_json_flag(parser)
-    parser.set_defaults(handler=_harness)
 
 
 def _harness(args: argparse.Namespace) -> int:
-
     limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     result = run_harness(args.model, tasks, limit=limit, num_fewshot=args.num_fewshot,
                          include_path=args.include_path, seed=args.seed)  # fmt: skip
     if args.out:
         atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
-    if args.json:
-        print_json(result)
-        return 0
+    return print_result(args, result, lambda: _print_harness(result, args.model))
+
+
+def _print_harness(result: dict[str, Any], model: str) -> None:
     rows = [
         (task, key.replace(",none", ""), _fmt(value))
         for task, metrics in result["results"].items()
         for key, value in metrics.items()
         if isinstance(value, int | float) and not key.endswith("_stderr,none")
     ]
-    _print_table(f"lm-eval on {args.model}", ("task", "metric", "value"), rows)
-    return 0
+    _print_table(f"lm-eval on {model}", ("task", "metric", "value"), rows)
 
 
 def _judge_progress(enabled: bool, total: int) -> Any:

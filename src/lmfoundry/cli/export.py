@@ -5,20 +5,23 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.cli.common import add_command_group, add_json_flag, add_subcommand, print_result
 from lmfoundry.finetune.export.gguf import export
 from lmfoundry.finetune.export.gguf_lora import export_lora
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "export",
+        metavar="FORMAT",
         help="export models to other formats (GGUF for llama.cpp)",
         description="Export a model to another runtime's format.",
     )
-    commands = parser.add_subparsers(dest="export_command", metavar="FORMAT")
-    gguf = commands.add_parser(
+    gguf = add_subcommand(
+        commands,
         "gguf",
+        _gguf,
         help="write a Llama-family model (or a fine-tuning run, merged) to a GGUF file",
         description=(
             "Write MODEL_OR_RUN to GGUF for llama.cpp: a store model, a transformers directory, or a "
@@ -41,8 +44,6 @@ def register(subparsers: Any) -> None:
         "--lora", action="store_true", help="write the run's LoRA adapter as a llama.cpp GGUF adapter"
     )
     add_json_flag(gguf)
-    gguf.set_defaults(handler=_gguf)
-    parser.set_defaults(handler=lambda args: parser.print_help() or 0)
 
 
 def _gguf(args: argparse.Namespace) -> int:
@@ -50,8 +51,8 @@ def _gguf(args: argparse.Namespace) -> int:
         result = export_lora(args.model, outtype=args.outtype, out=args.out)
     else:
         result = export(args.model, outtype=args.outtype, out=args.out)
-    if args.json:
-        print_json(result)
-    else:
-        print(f"wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB, {result['outtype']})")
-    return 0
+    return print_result(
+        args,
+        result,
+        lambda: print(f"wrote {result['path']} ({result['bytes'] / 1e6:.1f} MB, {result['outtype']})"),
+    )

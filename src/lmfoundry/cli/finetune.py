@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.cli.common import add_json_flag, print_result
 from lmfoundry.cli.tracking import add_track_flag, track_cli_run
 from lmfoundry.config import to_dict
 from lmfoundry.finetune.config import load_finetune_config
@@ -76,15 +76,15 @@ def _finetune(args: argparse.Namespace) -> int:
     if summary.get("process_index"):  # a non-main process of `accelerate launch`: main reports
         return 0
     _track(args, config, summary)
-    if args.json:
-        print_json(summary)
-        return 0
-    for key in _SHOWN[config.stage]:
+    return print_result(args, summary, lambda: _print_summary(summary, config.stage))
+
+
+def _print_summary(summary: dict[str, Any], stage: str) -> None:
+    for key in _SHOWN[stage]:
         print(f"{key:<22} {_fmt(summary.get(key))}")
     if summary.get("estimate_note"):
         print(f"{'':<22} ({summary['estimate_note']})")
     print(f"{'run folder':<22} {summary['run_dir']}")
-    return 0
 
 
 def _track(args: argparse.Namespace, config: Any, summary: dict[str, Any]) -> None:

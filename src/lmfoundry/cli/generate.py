@@ -9,7 +9,7 @@ from lmfoundry.cli.common import (
     add_json_flag,
     add_sampling_options,
     plugin_name,
-    print_json,
+    print_result,
     sampling_overrides,
 )
 from lmfoundry.generate.engine import load_model
@@ -80,11 +80,7 @@ def _generate(args: argparse.Namespace) -> int:
     prompt = _prompt_for(model, args)
     if args.json or args.no_stream:
         result = model.generate(prompt, **overrides)
-        if args.json:
-            print_json(result.to_dict())
-        else:
-            print(result.text)
-        return 0
+        return print_result(args, result.to_dict(), lambda: print(result.text))
     for event in model.stream_events(prompt, **overrides):
         sys.stdout.write(event.delta)
         sys.stdout.flush()

@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.cli.common import add_command_group, add_json_flag, add_subcommand, print_result
 from lmfoundry.models import profile, store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    sub = add_command_group(
+        subparsers,
         "models",
+        required=True,
         help="list, pull, show, remove and create models in the local store",
         description="The local model store ($LMF_HOME/models). Packaged models (smollm2-135m-instruct, "
         "gemma3-270m) come from pip wheels; GGUF files and transformers directories can be pulled too.",
     )
-    sub = parser.add_subparsers(dest="models_command", metavar="SUBCOMMAND", required=True)
-
-    p = sub.add_parser("list", help="pulled and available models")
+    p = add_subcommand(sub, "list", _list, help="pulled and available models")
     add_json_flag(p)
-    p.set_defaults(handler=_list)
 
-    p = sub.add_parser(
+    p = add_subcommand(
+        sub,
         "pull",
+        _pull,
         help="bring a model into the store (GGUF is converted to safetensors once)",
         description="SOURCE is a packaged model name, a .gguf file, a transformers directory or a "
         "Hugging Face id (needs network; HF_HUB_OFFLINE=1 makes it fail fast).",
@@ -31,28 +33,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="store name (default: derived from SOURCE)")
     p.add_argument("--force", action="store_true", help="pull again even if present")
     add_json_flag(p)
-    p.set_defaults(handler=_pull)
 
-    p = sub.add_parser(
-        "show", help="architecture, parameters, context length, dtype, size, template, licence"
+    p = add_subcommand(
+        sub, "show", _show, help="architecture, parameters, context length, dtype, size, template, licence"
     )
     p.add_argument("name")
     add_json_flag(p)
-    p.set_defaults(handler=_show)
 
-    p = sub.add_parser("rm", help="remove a model from the store")
+    p = add_subcommand(sub, "rm", _rm, help="remove a model from the store")
     p.add_argument("name")
-    p.set_defaults(handler=_rm)
 
-    p = sub.add_parser(
+    p = add_subcommand(
+        sub,
         "create",
+        _create,
         help="create a named profile (base model + system prompt + template + sampling + adapters)",
         description="Like an Ollama Modelfile: the profile YAML names `base`, and optionally `system`, "
         "`chat_template`, `parameters` (sampling defaults), `adapters` and `backend`.",
     )
     p.add_argument("name")
     p.add_argument("-f", "--file", required=True, help="profile YAML")
-    p.set_defaults(handler=_create)
 
 
 def _human(size: int | None) -> str:
@@ -67,14 +67,15 @@ def _human(size: int | None) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
+    rows = store.list_models()
+    profiles = profile.list_profiles()
+    return print_result(args, {"models": rows, "profiles": profiles}, lambda: _print_models(rows, profiles))
+
+
+def _print_models(rows: list[dict[str, Any]], profiles: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    rows = store.list_models()
-    profiles = profile.list_profiles()
-    if args.json:
-        print_json({"models": rows, "profiles": profiles})
-        return 0
     table = Table("NAME", "STATUS", "SIZE", "SOURCE", box=None)
     for row in rows:
         status = row["status"] + (f" ({row['quantization']})" if row.get("quantization") else "")
@@ -82,7 +83,6 @@ def _list(args: argparse.Namespace) -> int:
     for item in profiles:
         table.add_row(item["name"], "profile", "-", f"base: {item.get('base')}")
     Console().print(table)
-    return 0
 
 
 def _pull(args: argparse.Namespace) -> int:
@@ -92,19 +92,17 @@ def _pull(args: argparse.Namespace) -> int:
     with console.status(f"pulling {args.source} (GGUF is dequantized to fp32 once)..."):
         folder = store.pull(args.source, args.name, force=args.force)
     info = store.show(folder.name)
-    if args.json:
-        print_json(info)
-    else:
-        print(f"pulled {folder.name} -> {folder} ({_human(info['size_bytes'])})")
-    return 0
+    return print_result(
+        args, info, lambda: print(f"pulled {folder.name} -> {folder} ({_human(info['size_bytes'])})")
+    )
 
 
 def _show(args: argparse.Namespace) -> int:
-
     info = store.show(args.name)
-    if args.json:
-        print_json(info)
-        return 0
+    return print_result(args, info, lambda: _print_info(info))
+
+
+def _print_info(info: dict[str, Any]) -> None:
     labels = {
         "architecture": "architecture",
         "parameters": "parameters",
@@ -127,7 +125,6 @@ def _show(args: argparse.Namespace) -> int:
         elif key == "chat_template":
             value = "yes" if value else "no"
         print(f"  {label:<15} {value}")
-    return 0
 
 
 def _rm(args: argparse.Namespace) -> int:

@@ -6,18 +6,20 @@ import argparse
 import sys
 from typing import Any
 
-from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.cli.common import add_command_group, add_json_flag, add_subcommand, print_result
 from lmfoundry.pipeline.execute import describe, run_pipeline
 from lmfoundry.pipeline.progress import PipelineDisplay
 from lmfoundry.pipeline.report import print_summary, write_pipeline_report
-from lmfoundry.pipeline.server_control import running_record, stop_server
-from lmfoundry.pipeline.spec import load_pipeline
+from lmfoundry.pipeline.server_control import ServerRecord, running_record, stop_server
+from lmfoundry.pipeline.spec import PipelineSpec, load_pipeline
 from lmfoundry.pipeline.state import load_state
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "pipeline",
+        required=True,
         help="run YAML pipelines: data -> finetune -> evaluate -> gate -> register -> deploy -> RAG",
         description=(
             "Run the stages of a pipeline YAML (see configs/pipelines/). Each stage's outputs are "
@@ -26,10 +28,10 @@ def register(subparsers: Any) -> None:
             "before anything is registered or deployed."
         ),
     )
-    commands = parser.add_subparsers(dest="pipeline_command", metavar="SUBCOMMAND", required=True)
-
-    run = commands.add_parser(
+    run = add_subcommand(
+        commands,
         "run",
+        _run,
         help="run (or resume) a pipeline",
         description="Run a pipeline; finished stages with unchanged config and inputs are reused. "
         "Writes WORKDIR/report.html and prints a summary table.",
@@ -44,18 +46,15 @@ def register(subparsers: Any) -> None:
     run.add_argument("--force", action="store_true", help="re-run every stage, ignoring the cache")
     run.add_argument("--no-progress", action="store_true", help="plain lines instead of the live display")
     add_json_flag(run)
-    run.set_defaults(handler=_run)
 
-    status = commands.add_parser("status", help="show what each stage last did",
-                                 description="Read WORKDIR/state.json and the server record.")  # fmt: skip
+    status = add_subcommand(commands, "status", _status, help="show what each stage last did",
+                         description="Read WORKDIR/state.json and the server record.")  # fmt: skip
     status.add_argument("pipeline", metavar="PIPELINE.yaml")
     add_json_flag(status)
-    status.set_defaults(handler=_status)
 
-    stop = commands.add_parser("stop", help="stop the server the pipeline's deploy stage started",
-                               description="Stop the background `lmf serve` recorded in WORKDIR/server.json.")  # fmt: skip
+    stop = add_subcommand(commands, "stop", _stop, help="stop the server the pipeline's deploy stage started",
+                       description="Stop the background `lmf serve` recorded in WORKDIR/server.json.")  # fmt: skip
     stop.add_argument("pipeline", metavar="PIPELINE.yaml")
-    stop.set_defaults(handler=_stop)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -67,13 +66,11 @@ def _run(args: argparse.Namespace) -> int:
     display = PipelineDisplay([(s.name, s.kind) for s in spec.stages], console, live=live)
     result = run_pipeline(spec, from_stage=args.from_stage, force=args.force, display=display)
     result.report = str(write_pipeline_report(spec, result))
-    if args.json:
-        print_json({"pipeline": result.name, "ok": result.ok, "failed_stage": result.failed_stage,
-                    "error": result.error, "wall_s": round(result.wall_s, 3), "report": result.report,
-                    "stages": [{"name": s.name, "kind": s.kind, "status": s.status, "seconds": round(s.seconds, 3),
-                                "outputs": s.outputs, "error": s.error} for s in result.stages]})  # fmt: skip
-    else:
-        print_summary(result)
+    data = {"pipeline": result.name, "ok": result.ok, "failed_stage": result.failed_stage,
+            "error": result.error, "wall_s": round(result.wall_s, 3), "report": result.report,
+            "stages": [{"name": s.name, "kind": s.kind, "status": s.status, "seconds": round(s.seconds, 3),
+                        "outputs": s.outputs, "error": s.error} for s in result.stages]}  # fmt: skip
+    print_result(args, data, lambda: print_summary(result))
     if result.ok:
         return 0
     if result.details and not args.json:
@@ -86,7 +83,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-
     spec = load_pipeline(args.pipeline)
     state = load_state(spec.workdir)
     server = running_record(spec.workdir)
@@ -96,10 +92,12 @@ def _status(args: argparse.Namespace) -> int:
         rows.append({"name": stage.name, "kind": stage.kind, "status": record.get("status", "never run"),
                      "seconds": record.get("seconds"), "error": record.get("error"),
                      "result": describe(stage.kind, record.get("outputs") or {})})  # fmt: skip
-    if args.json:
-        print_json({"pipeline": spec.name, "workdir": str(spec.workdir), "stages": rows,
-                    "server": None if server is None else {"pid": server.pid, "url": server.url}})  # fmt: skip
-        return 0
+    data = {"pipeline": spec.name, "workdir": str(spec.workdir), "stages": rows,
+            "server": None if server is None else {"pid": server.pid, "url": server.url}}  # fmt: skip
+    return print_result(args, data, lambda: _print_status(spec, rows, server))
+
+
+def _print_status(spec: PipelineSpec, rows: list[dict[str, Any]], server: ServerRecord | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -110,7 +108,6 @@ def _status(args: argparse.Namespace) -> int:
         table.add_row(row["name"], row["kind"], row["status"], row["error"] or row["result"])
     Console().print(table)
     print(f"server: {server.url} (pid {server.pid})" if server else "server: not running")
-    return 0
 
 
 def _stop(args: argparse.Namespace) -> int:

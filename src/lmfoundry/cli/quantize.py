@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.cli.common import add_json_flag, print_result
 from lmfoundry.cli.tracking import add_track_flag, track_cli_run
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.quantize.gptq import DEFAULT_SEQ_LEN, DEFAULT_SEQUENCES, CalibrationSource
@@ -34,6 +34,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_method_options(parser)
+    _add_gptq_options(parser)
+    _add_report_options(parser)
+    add_json_flag(parser)
+    add_track_flag(parser)
+    parser.set_defaults(handler=_run)
+
+
+def _add_method_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model to quantize (store name, packaged name, directory), or `report`")
     parser.add_argument("more", nargs="*", metavar="MODEL", help="with `report`: the models to compare")
     parser.add_argument("--method", help=f"quantization method: {_METHODS_HELP}")
@@ -60,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--force", action="store_true", help="replace an existing store entry of that name")
     parser.add_argument("--threads", type=int, help="threads for llama.cpp's quantizer (default: all cores)")
+
+
+def _add_gptq_options(parser: argparse.ArgumentParser) -> None:
     gptq = parser.add_argument_group(
         "GPTQ (nf4/fp4/int8)",
         "Choose each code so that the layer's outputs on calibration text stay close to fp32,\n"
@@ -88,6 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_SEQ_LEN,
         help=f"tokens per window (default {DEFAULT_SEQ_LEN})",
     )
+
+
+def _add_report_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("report")
     group.add_argument(
         "--report", action="store_true", help="after quantizing, compare the new model with MODEL"
@@ -102,9 +117,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     group.add_argument("--no-perf", action="store_true", help="skip the speed / peak-RSS subprocesses")
     group.add_argument("--out", default=".", help="folder for quantize_report.json and .png (default .)")
-    add_json_flag(parser)
-    add_track_flag(parser)
-    parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -145,17 +157,21 @@ def _run(args: argparse.Namespace) -> int:
         summary.update({k: v for k, v in rows[-1].items() if k not in ("name", "method")})
         summary["report"] = rows
     summary["run_id"] = _track_quantize(args, created, summary, report_files)
-    if args.json:
-        print_json(summary)
-        return 0
-    console = Console()
-    console.print(
+    return print_result(
+        args, summary, lambda: _print_created(created, summary["report"] if args.report else None)
+    )
+
+
+def _print_created(created: dict[str, Any], report: list[dict[str, Any]] | None) -> None:
+    from rich.console import Console
+
+    quant = created["quantization"]
+    Console().print(
         f"created [bold]{created['name']}[/] ({created['method']}): {quant['bits_per_param']:.3f} bits/param in the "
         f"quantized layers, {quant['bits_per_param_overall']:.2f} overall, {created['size_bytes'] / 1e6:.1f} MB"
     )
-    if args.report:
-        _print_table(summary["report"])
-    return 0
+    if report is not None:
+        _print_table(report)
 
 
 def _calibration(args: argparse.Namespace) -> CalibrationSource | None:
@@ -175,11 +191,7 @@ def _report(args: argparse.Namespace, models: list[str]) -> int:
     params = {"models": models, "reference": args.reference, "tokens": args.tokens, "window": args.window}
     metrics = {_metric_key(row["name"]): {k: row.get(k) for k in _REPORT_METRICS} for row in rows}
     run_id = track_cli_run(args, "quantize", params, metrics, files, run_name="cli:report")
-    if args.json:
-        print_json({"models": rows, "run_id": run_id})
-    else:
-        _print_table(rows)
-    return 0
+    return print_result(args, {"models": rows, "run_id": run_id}, lambda: _print_table(rows))
 
 
 _REPORT_METRICS = ("size_bytes", "bits_per_param", "bits_per_param_overall", "perplexity",

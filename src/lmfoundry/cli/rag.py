@@ -8,19 +8,21 @@ import sys
 from typing import Any
 
 from lmfoundry.cli.common import (
+    add_command_group,
     add_json_flag,
     add_sampling_options,
+    add_subcommand,
     checked,
     plugin_name,
-    print_json,
+    print_result,
     sampling_overrides,
 )
 from lmfoundry.errors import InvalidInputError
-from lmfoundry.rag import ask, index_paths, list_stores, search
+from lmfoundry.rag import Answer, ask, index_paths, list_stores, search
 from lmfoundry.rag.answer import hit_to_dict
 from lmfoundry.rag.rerank import make_reranker
 from lmfoundry.rag.stores.qdrant_store import connect_to
-from lmfoundry.types import SamplingParams
+from lmfoundry.types import Hit, SamplingParams
 
 _MODES = ["dense", "bm25", "hybrid"]
 _RERANK_HELP = (
@@ -30,7 +32,8 @@ _RERANK_HELP = (
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "rag",
         help="retrieval-augmented generation: index, search, ask with citations",
         description=(
@@ -38,19 +41,20 @@ def register(subparsers: Any) -> None:
             "Indexing is incremental: unchanged files cost nothing, deleted ones are removed."
         ),
     )
-    commands = parser.add_subparsers(dest="rag_command", metavar="SUBCOMMAND")
     _add_index(commands)
     _add_search(commands)
     _add_ask(commands)
-    stores = commands.add_parser("stores", help="list the RAG stores", description="List the RAG stores.")
+    stores = add_subcommand(
+        commands, "stores", _stores, help="list the RAG stores", description="List the RAG stores."
+    )
     add_json_flag(stores)
-    stores.set_defaults(handler=_stores)
-    parser.set_defaults(handler=lambda args: (parser.print_help(), 0)[1])
 
 
 def _add_index(commands: Any) -> None:
-    p = commands.add_parser(
+    p = add_subcommand(
+        commands,
         "index",
+        _index,
         help="add or update documents in a store",
         description=(
             "Index files and directories (.txt .md .rst .html .pdf .jsonl) or builtin:python-reference. "
@@ -79,7 +83,6 @@ def _add_index(commands: Any) -> None:
     p.add_argument("--exclude", action="append", default=[], help="glob of files to skip (repeatable)")
     _add_qdrant_options(p)
     add_json_flag(p)
-    p.set_defaults(handler=_index)
 
 
 def _add_qdrant_options(p: argparse.ArgumentParser) -> None:
@@ -113,19 +116,24 @@ def _add_retrieval_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_search(commands: Any) -> None:
-    p = commands.add_parser(
-        "search", help="retrieve the chunks that match a query", description="Search a store."
+    p = add_subcommand(
+        commands,
+        "search",
+        _search,
+        help="retrieve the chunks that match a query",
+        description="Search a store.",
     )
     p.add_argument("store", help="store name")
     p.add_argument("query", help="what to look for")
     _add_retrieval_options(p)
     add_json_flag(p)
-    p.set_defaults(handler=_search)
 
 
 def _add_ask(commands: Any) -> None:
-    p = commands.add_parser(
+    p = add_subcommand(
+        commands,
         "ask",
+        _ask,
         help="answer a question from a store, citing documents",
         description=(
             "Retrieve chunks, fit them into the model's context, and answer only from them, citing [n]. "
@@ -154,7 +162,6 @@ def _add_ask(commands: Any) -> None:
     _add_retrieval_options(p)
     add_sampling_options(p)
     add_json_flag(p)
-    p.set_defaults(handler=_ask)
 
 
 def _where(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -189,7 +196,6 @@ def _store_backend(name: str) -> str | None:
 
 
 def _index(args: argparse.Namespace) -> int:
-
     backend = args.backend
     if args.qdrant_url or args.qdrant_api_key:
         if backend and backend != "qdrant":
@@ -207,34 +213,32 @@ def _index(args: argparse.Namespace) -> int:
             exclude=args.exclude,
             progress=not args.json,
         )
-    if args.json:
-        print_json(report.to_dict())
-    else:
-        print(
+    return print_result(
+        args,
+        report.to_dict(),
+        lambda: print(
             f"store {report.store}: {len(report.added)} added, {len(report.updated)} updated, "
             f"{len(report.removed)} removed, {report.unchanged} unchanged; "
             f"{report.chunks_written} chunks written, {report.texts_embedded} texts embedded"
-        )
-    return 0
+        ),
+    )
 
 
 def _search(args: argparse.Namespace) -> int:
-
     with _qdrant_scope(args, _store_backend(args.store)):
         hits = search(
             args.store, args.query, k=args.k, mode=args.mode, rerank=args.rerank, where=_where(args)
         )
-    if args.json:
-        print_json({"hits": [hit_to_dict(h) for h in hits]})
-        return 0
+    return print_result(args, {"hits": [hit_to_dict(h) for h in hits]}, lambda: _print_hits(hits))
+
+
+def _print_hits(hits: list[Hit]) -> None:
     for rank, hit in enumerate(hits):
         snippet = " ".join(hit.chunk.text.split())[:160]
         print(f"{rank}. {hit.score:.4f} {hit.chunk.source}\n   {snippet}")
-    return 0
 
 
 def _ask(args: argparse.Namespace) -> int:
-
     params = SamplingParams(temperature=0.0, max_new_tokens=256).replace(**sampling_overrides(args))
     with _qdrant_scope(args, _store_backend(args.store)):
         answer = ask(
@@ -251,24 +255,23 @@ def _ask(args: argparse.Namespace) -> int:
         )
     for note in answer.notes:
         print(f"lmf: note: {note}", file=sys.stderr)
-    if args.json:
-        print_json(answer.to_dict())
-        return 0
+    return print_result(args, answer.to_dict(), lambda: _print_answer(answer))
+
+
+def _print_answer(answer: Answer) -> None:
     print(answer.answer)
     for citation in answer.citations:
         how = f" ({citation['method']})" if citation.get("method", "model") != "model" else ""
         print(f"  [{citation['document']}] {citation['source']}{how}")
-    return 0
 
 
 def _stores(args: argparse.Namespace) -> int:
-
     stores = list_stores()
-    if args.json:
-        print_json({"stores": stores})
-        return 0
+    return print_result(args, {"stores": stores}, lambda: _print_stores(stores))
+
+
+def _print_stores(stores: list[dict[str, Any]]) -> None:
     if not stores:
         print("no RAG stores yet: lmf rag index PATH --store NAME")
     for s in stores:
         print(f"{s['name']}\t{s['backend']}\t{s['embedder']}\tchunk {s['chunk_size']}/{s['overlap']}")
-    return 0

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.cli.common import add_command_group, add_json_flag, add_subcommand, print_result
 from lmfoundry.pipeline.server_control import http_client, load_adapter
 from lmfoundry.track.registry import list_models, promote, resolve, rollback, show
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "registry",
+        required=True,
         help="registered models: versions, the champion alias, promote and rollback",
         description=(
             "The model registry (MLflow; sqlite under $LMF_HOME/mlflow unless LMF_TRACKING_URI "
@@ -22,29 +24,31 @@ def register(subparsers: Any) -> None:
             "the alias name, so clients of MODEL:champion get it at once."
         ),
     )
-    commands = parser.add_subparsers(dest="registry_command", metavar="SUBCOMMAND", required=True)
-
-    ls = commands.add_parser("list", help="registered models with their latest version and aliases")
+    ls = add_subcommand(
+        commands, "list", _list, help="registered models with their latest version and aliases"
+    )
     add_json_flag(ls)
-    ls.set_defaults(handler=_list)
 
-    show = commands.add_parser("show", help="a model's versions, pointers, aliases and alias history")
+    show = add_subcommand(
+        commands, "show", _show, help="a model's versions, pointers, aliases and alias history"
+    )
     show.add_argument("name")
     add_json_flag(show)
-    show.set_defaults(handler=_show)
 
-    promote = commands.add_parser("promote", help="point an alias (default champion) at a version")
+    promote = add_subcommand(
+        commands, "promote", _promote, help="point an alias (default champion) at a version"
+    )
     promote.add_argument("name")
     promote.add_argument("version", type=int)
     promote.add_argument("--alias", default="champion", help="alias to move (default champion)")
     _add_server_options(promote)
-    promote.set_defaults(handler=_promote)
 
-    rollback = commands.add_parser("rollback", help="move the alias back to the version that held it before")
+    rollback = add_subcommand(
+        commands, "rollback", _rollback, help="move the alias back to the version that held it before"
+    )
     rollback.add_argument("name")
     rollback.add_argument("--alias", default="champion", help="alias to move back (default champion)")
     _add_server_options(rollback)
-    rollback.set_defaults(handler=_rollback)
 
 
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
@@ -57,25 +61,24 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-
     rows = list_models()
-    if args.json:
-        print_json(rows)
-        return 0
+    return print_result(args, rows, lambda: _print_models(rows))
+
+
+def _print_models(rows: list[dict[str, Any]]) -> None:
     if not rows:
         print("no registered models (a pipeline's register stage adds them)")
     for row in rows:
         aliases = ", ".join(f"{k}=v{v}" for k, v in sorted(row["aliases"].items())) or "-"
         print(f"{row['name']:<30} versions {row['versions']:<4} latest v{row['latest']}  aliases: {aliases}")
-    return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-
     info = show(args.name)
-    if args.json:
-        print_json(info)
-        return 0
+    return print_result(args, info, lambda: _print_info(info))
+
+
+def _print_info(info: dict[str, Any]) -> None:
     print(f"{info['name']}: aliases {info['aliases'] or '-'}")
     for v in info["versions"]:
         aliases = f" [{', '.join(v['aliases'])}]" if v["aliases"] else ""
@@ -84,7 +87,6 @@ def _show(args: argparse.Namespace) -> int:
         )
     for alias, versions in info["alias_history"].items():
         print(f"  {alias} history: {' -> '.join(f'v{x}' for x in versions)}")
-    return 0
 
 
 def _sync(args: argparse.Namespace, name: str, alias: str) -> str:
@@ -100,23 +102,23 @@ def _sync(args: argparse.Namespace, name: str, alias: str) -> str:
 
 
 def _promote(args: argparse.Namespace) -> int:
-
     moved = promote(args.name, args.version, args.alias)
     note = _sync(args, args.name, args.alias)
-    if args.json:
-        print_json({**moved, "server": args.server})
-    else:
-        was = f" (was v{moved['previous']})" if moved["previous"] is not None else ""
-        print(f"{args.name}: {args.alias} -> v{moved['version']}{was}{note}")
-    return 0
+    was = f" (was v{moved['previous']})" if moved["previous"] is not None else ""
+    return print_result(
+        args,
+        {**moved, "server": args.server},
+        lambda: print(f"{args.name}: {args.alias} -> v{moved['version']}{was}{note}"),
+    )
 
 
 def _rollback(args: argparse.Namespace) -> int:
-
     moved = rollback(args.name, args.alias)
     note = _sync(args, args.name, args.alias)
-    if args.json:
-        print_json({**moved, "server": args.server})
-    else:
-        print(f"{args.name}: {args.alias} rolled back v{moved['previous']} -> v{moved['version']}{note}")
-    return 0
+    return print_result(
+        args,
+        {**moved, "server": args.server},
+        lambda: print(
+            f"{args.name}: {args.alias} rolled back v{moved['previous']} -> v{moved['version']}{note}"
+        ),
+    )

@@ -5,19 +5,22 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lmfoundry.cli.common import add_json_flag, print_json
+from lmfoundry.cli.common import add_command_group, add_json_flag, add_subcommand, print_result
 from lmfoundry.finetune.align.reward import score
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    commands = add_command_group(
+        subparsers,
         "reward",
+        help_when_bare=False,
         help="use reward models trained with `stage: reward`",
         description="Reward models score (prompt, response) pairs; train one with `lmf finetune` and `stage: reward`.",
     )
-    commands = parser.add_subparsers(dest="reward_command", metavar="SUBCOMMAND")
-    score = commands.add_parser(
+    score = add_subcommand(
+        commands,
         "score",
+        _score,
         help="score one or more responses to a prompt",
         description=(
             "Score each --response to --prompt with the reward model in MODEL (a `stage: reward` run "
@@ -32,16 +35,14 @@ def register(subparsers: Any) -> None:
         "--response", action="append", required=True, help="a response to score (repeat for several)"
     )
     add_json_flag(score)
-    score.set_defaults(handler=_score)
 
 
 def _score(args: argparse.Namespace) -> int:
-
     scores = score(args.model, args.prompt, args.response)
-    if args.json:
-        print_json({"scores": scores})
-        return 0
-    for value, response in zip(scores, args.response, strict=True):
+    return print_result(args, {"scores": scores}, lambda: _print_scores(scores, args.response))
+
+
+def _print_scores(scores: list[float], responses: list[str]) -> None:
+    for value, response in zip(scores, responses, strict=True):
         shown = response if len(response) <= 60 else response[:57] + "..."
         print(f"{value:+.4f}  {shown}")
-    return 0

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from lmfoundry.cli.common import add_json_flag, plugin_name, print_json
+from lmfoundry.cli.common import add_json_flag, plugin_name, print_result
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.generate.engine import load_model
 from lmfoundry.paths import lmf_home
@@ -51,6 +51,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores)")
+    _add_adapter_options(p)
+    _add_limit_options(p)
+    _add_batch_options(p)
+    _add_capture_options(p)
+    group = p.add_argument_group("stats (with `lmf serve stats`)")
+    group.add_argument("--url", default="http://127.0.0.1:8000", help="server whose /metrics to summarise")
+    add_json_flag(p)
+    p.set_defaults(handler=_dispatch)
+
+
+def _add_adapter_options(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("adapters")
     group.add_argument(
         "--adapter",
@@ -67,6 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="directory under which POST /v1/adapters may load adapters (repeatable; none = disabled)",
     )
     group.add_argument("--max-adapters", type=int, default=8, help="LRU cap on adapters loaded at once")
+
+
+def _add_limit_options(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("limits and protection")
     group.add_argument("--api-key", action="append", default=[], help="accepted bearer key (repeatable)")
     group.add_argument("--api-keys-file", help="file with one accepted key per line")
@@ -88,6 +102,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="all-MiniLM-L6-v2",
         help="sentence-transformers model for /v1/embeddings ('none' disables it)",
     )
+
+
+def _add_batch_options(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("batch jobs (/v1/files, /v1/batches)")
     group.add_argument(
         "--batch-dir",
@@ -97,6 +114,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument(
         "--max-file-bytes", type=int, default=64_000_000, help="size limit of a /v1/files upload"
     )
+
+
+def _add_capture_options(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("capture")
     group.add_argument("--capture", metavar="DB", help="log requests and responses to this SQLite file")
     group.add_argument(
@@ -108,10 +128,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     group.add_argument("--capture-max-rows", type=int, help="keep at most this many captured exchanges")
     group.add_argument("--capture-max-days", type=float, help="drop captured exchanges older than this")
-    group = p.add_argument_group("stats (with `lmf serve stats`)")
-    group.add_argument("--url", default="http://127.0.0.1:8000", help="server whose /metrics to summarise")
-    add_json_flag(p)
-    p.set_defaults(handler=_dispatch)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -219,10 +235,9 @@ def _capture(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _stats(args: argparse.Namespace) -> int:
-
     rows = summarise(fetch_metrics(args.url, api_key=args.api_key[0] if args.api_key else None))
-    if args.json:
-        print_json({"url": args.url, "quantiles": "estimated from histogram buckets", "series": rows})
-    else:
-        sys.stdout.write(format_table(rows))
-    return 0
+    return print_result(
+        args,
+        {"url": args.url, "quantiles": "estimated from histogram buckets", "series": rows},
+        lambda: sys.stdout.write(format_table(rows)),
+    )

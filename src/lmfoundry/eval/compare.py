@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
-from lmfoundry.fsutil import atomic_write_text
+from lmfoundry.fsutil import atomic_write_text, read_json
 
 if TYPE_CHECKING:
     from lmfoundry.eval.evaluate import EvalResult
@@ -100,12 +100,7 @@ def save_comparison(comparison: dict[str, Any], path: str | Path) -> Path:
 
 def load_comparison(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise LmfError(f"comparison file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise LmfError(f"{path}: invalid JSON: {exc.msg}") from exc
+    data = read_json(path, f"comparison file not found: {path}")
     if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
         raise LmfError(f"{path}: not a comparison (no 'metrics' mapping); write one with `lmf eval compare`")
     return data

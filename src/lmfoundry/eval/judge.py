@@ -14,7 +14,6 @@ module measures them as it uses them:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.eval.judge_prompts import Rubric, pairwise_prompt, parse_score, parse_verdict, rubric_prompt
 from lmfoundry.eval.judges import JudgeBackend
+from lmfoundry.fsutil import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -43,17 +43,11 @@ def read_outputs(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if path.is_dir():
         path = path / "outputs.jsonl"
-    if not path.is_file():
-        raise LmfError(f"outputs file not found: {path} (write one with `lmf eval run ... --out DIR`)")
     records = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{path}:{line_no}: invalid JSON: {exc.msg}") from exc
-        if not isinstance(record, dict) or not {"id", "input", "output"} <= set(record):
+    for line_no, record in read_jsonl(
+        path, f"outputs file not found: {path} (write one with `lmf eval run ... --out DIR`)"
+    ):
+        if not {"id", "input", "output"} <= set(record):
             raise InvalidInputError(f"{path}:{line_no}: an outputs record needs id, input and output")
         records.append(record)
     if not records:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lmfoundry.errors import InvalidInputError, LmfError
+from lmfoundry.errors import InvalidInputError
 from lmfoundry.eval.judge import JudgeItem, judge_pairwise, judge_rubric, mean_of
 from lmfoundry.eval.judge_prompts import VERDICTS, Rubric
 from lmfoundry.eval.judges import JudgeBackend
+from lmfoundry.fsutil import read_jsonl
 
 
 def cohens_kappa(labels_x: Sequence[Any], labels_y: Sequence[Any]) -> float | None:
@@ -32,17 +32,9 @@ def read_labels(path: str | Path) -> tuple[str, list[dict[str, Any]]]:
     """Human labels: pairwise `{prompt, response_a, response_b, human: a|b|tie}` or rubric
     `{prompt, response, human_score}` records (one kind per file). Returns (kind, records)."""
     path = Path(path)
-    if not path.is_file():
-        raise LmfError(f"labels file not found: {path}")
     records = []
     kinds = set()
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"{path}:{line_no}: invalid JSON: {exc.msg}") from exc
+    for line_no, record in read_jsonl(path, f"labels file not found: {path}"):
         kinds.add(_label_kind(record, path, line_no))
         records.append(record)
     if not records:

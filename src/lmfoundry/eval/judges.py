@@ -59,7 +59,7 @@ class OpenAIJudge:
     def complete(self, prompt: str, *, seed: int) -> str:
 
         if self._client is None:
-            openai = require("openai", extra="eval")
+            openai = require("openai", extra="client")
             self._client = openai.OpenAI(
                 base_url=self.base_url,
                 api_key=self.api_key,

@@ -18,9 +18,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import lmfoundry
 from lmfoundry.config import load_yaml
 from lmfoundry.errors import InvalidInputError, LmfError
+from lmfoundry.generate.engine import load_model
 from lmfoundry.paths import lmf_home
 from lmfoundry.plugins import require
 from lmfoundry.types import SamplingParams
@@ -92,80 +92,91 @@ def rolling_logprob(model: Any, token_ids: Sequence[int], prefix: int, max_lengt
 
 @cache
 def lmeval_model_class() -> type:
-    """The "lmfoundry" lm-eval model class, defined and registered on first use."""
+    """The "lmfoundry" lm-eval model class, defined and registered on first use.
 
+    `lm_eval --model lmfoundry --model_args pretrained=NAME` works once this has run. The methods
+    are the module functions below; the class only binds them to lm-eval's `LM` base.
+    """
     require("lm_eval", extra="lmeval", package="lm-eval")
     from lm_eval.api.model import LM
     from lm_eval.api.registry import register_model
 
     @register_model("lmfoundry")
     class LmfoundryLM(LM):  # type: ignore[misc]
-        """`lm_eval --model lmfoundry --model_args pretrained=NAME` once this module is imported."""
-
         def __init__(
             self, pretrained: Any = None, max_length: int | None = None, max_gen_toks: int = 256, **_: Any
         ):
             super().__init__()
+            _attach_model(self, pretrained, max_length, max_gen_toks)
 
-            if pretrained is None:
-                raise LmfError("the lmfoundry lm-eval model needs pretrained=NAME_OR_PATH (or a LoadedModel)")
-            loaded = (
-                lmfoundry.load(pretrained, backend="transformers")
-                if isinstance(pretrained, str)
-                else pretrained
-            )
-            self.loaded = loaded
-            runtime: Any = loaded.runtime  # the transformers backend holds the HF model
-            self.hf_model = runtime.model
-            self.tokenizer = loaded.tokenizer
-            self.max_length = int(max_length or loaded.context_length)
-            self.max_gen_toks = int(max_gen_toks)
-
-        @property
-        def tokenizer_name(self) -> str:
-            return str(getattr(self.tokenizer, "name_or_path", "lmfoundry")).replace("/", "__")
-
-        def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-            results = []
-            for request in requests:
-                context, continuation = request.args
-                context_ids, continuation_ids = encode_pair(self.tokenizer, context, continuation)
-                if not context_ids:
-                    context_ids = [prefix_token_id(self.tokenizer)]
-                result = continuation_logprob(self.hf_model, context_ids, continuation_ids, self.max_length)
-                self.cache_hook.add_partial("loglikelihood", (context, continuation), result)
-                results.append(result)
-            return results
-
-        def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
-            prefix = prefix_token_id(self.tokenizer)
-            results = []
-            for request in requests:
-                (text,) = request.args
-                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-                results.append(rolling_logprob(self.hf_model, ids, prefix, self.max_length))
-                self.cache_hook.add_partial("loglikelihood_rolling", (text,), results[-1])
-            return results
-
-        def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
-            results = []
-            for request in requests:
-                context, gen_kwargs = request.args
-                text = self.loaded.generate(context, _sampling(gen_kwargs, self.max_gen_toks)).text
-                self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
-                results.append(text)
-            return results
-
-        def apply_chat_template(
-            self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True
-        ) -> str:
-            return str(
-                self.tokenizer.apply_chat_template(
-                    chat_history, tokenize=False, add_generation_prompt=add_generation_prompt
-                )
-            )
+        tokenizer_name = property(_tokenizer_name)
+        loglikelihood = _loglikelihood
+        loglikelihood_rolling = _loglikelihood_rolling
+        generate_until = _generate_until
+        apply_chat_template = _apply_chat_template
 
     return LmfoundryLM
+
+
+def _attach_model(lm: Any, pretrained: Any, max_length: int | None, max_gen_toks: int) -> None:
+    """Load (or take) the model on the transformers backend, whose HF model scores log-likelihoods."""
+    if pretrained is None:
+        raise LmfError("the lmfoundry lm-eval model needs pretrained=NAME_OR_PATH (or a LoadedModel)")
+    loaded = load_model(pretrained, backend="transformers") if isinstance(pretrained, str) else pretrained
+    lm.loaded = loaded
+    runtime: Any = loaded.runtime
+    lm.hf_model = runtime.model
+    lm.tokenizer = loaded.tokenizer
+    lm.max_length = int(max_length or loaded.context_length)
+    lm.max_gen_toks = int(max_gen_toks)
+
+
+def _tokenizer_name(lm: Any) -> str:
+    return str(getattr(lm.tokenizer, "name_or_path", "lmfoundry")).replace("/", "__")
+
+
+def _loglikelihood(lm: Any, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+    results = []
+    for request in requests:
+        context, continuation = request.args
+        context_ids, continuation_ids = encode_pair(lm.tokenizer, context, continuation)
+        if not context_ids:
+            context_ids = [prefix_token_id(lm.tokenizer)]
+        result = continuation_logprob(lm.hf_model, context_ids, continuation_ids, lm.max_length)
+        lm.cache_hook.add_partial("loglikelihood", (context, continuation), result)
+        results.append(result)
+    return results
+
+
+def _loglikelihood_rolling(lm: Any, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
+    prefix = prefix_token_id(lm.tokenizer)
+    results = []
+    for request in requests:
+        (text,) = request.args
+        ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        results.append(rolling_logprob(lm.hf_model, ids, prefix, lm.max_length))
+        lm.cache_hook.add_partial("loglikelihood_rolling", (text,), results[-1])
+    return results
+
+
+def _generate_until(lm: Any, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+    results = []
+    for request in requests:
+        context, gen_kwargs = request.args
+        text = lm.loaded.generate(context, _sampling(gen_kwargs, lm.max_gen_toks)).text
+        lm.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
+        results.append(text)
+    return results
+
+
+def _apply_chat_template(
+    lm: Any, chat_history: list[dict[str, str]], add_generation_prompt: bool = True
+) -> str:
+    return str(
+        lm.tokenizer.apply_chat_template(
+            chat_history, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+    )
 
 
 def _sampling(gen_kwargs: dict[str, Any], default_max: int) -> SamplingParams:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from lmfoundry.errors import InvalidInputError
+from lmfoundry.rag.cite import cited_labels
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -138,13 +139,16 @@ def recall_at_k(retrieved: Sequence[str], relevant: Iterable[str], k: int) -> fl
     return len(relevant_set.intersection(retrieved[:k])) / len(relevant_set)
 
 
+def first_relevant_rank(retrieved: Sequence[str], relevant: Iterable[str]) -> int | None:
+    """1-based rank of the first relevant id (None when none is retrieved)."""
+    relevant_set = set(relevant)
+    return next((rank for rank, doc_id in enumerate(retrieved, start=1) if doc_id in relevant_set), None)
+
+
 def reciprocal_rank(retrieved: Sequence[str], relevant: Iterable[str]) -> float:
     """1/rank of the first relevant id (0 when none is retrieved); its mean over queries is MRR."""
-    relevant_set = _nonempty_set(relevant, "MRR")
-    for rank, doc_id in enumerate(retrieved, start=1):
-        if doc_id in relevant_set:
-            return 1.0 / rank
-    return 0.0
+    rank = first_relevant_rank(retrieved, _nonempty_set(relevant, "MRR"))
+    return 1.0 / rank if rank else 0.0
 
 
 def mrr(runs: Sequence[tuple[Sequence[str], Iterable[str]]]) -> float:
@@ -152,6 +156,20 @@ def mrr(runs: Sequence[tuple[Sequence[str], Iterable[str]]]) -> float:
     if not runs:
         raise InvalidInputError("MRR needs at least one query")
     return sum(reciprocal_rank(r, rel) for r, rel in runs) / len(runs)
+
+
+def hit_rate(ranks: Sequence[int | None], k: int) -> float:
+    """Share of queries whose first relevant hit is within the top k (from `first_relevant_rank`s):
+    recall@k when each query counts one relevant source."""
+    _check_k(k)
+    return sum(1 for r in ranks if r is not None and r <= k) / len(ranks) if ranks else 0.0
+
+
+def mean_reciprocal_rank(ranks: Sequence[int | None], cutoff: int | None = None) -> float:
+    """MRR from first-relevant ranks (0 for a query with none, or none within `cutoff`)."""
+    if not ranks:
+        return 0.0
+    return sum(1.0 / r for r in ranks if r is not None and (cutoff is None or r <= cutoff)) / len(ranks)
 
 
 def ndcg_at_k(retrieved: Sequence[str], relevance: Mapping[str, float] | Iterable[str], k: int) -> float:
@@ -171,17 +189,10 @@ def ndcg_at_k(retrieved: Sequence[str], relevance: Mapping[str, float] | Iterabl
 
 # --- RAG answers --------------------------------------------------------------------------------
 
-_CITATION = re.compile(r"\[([^\[\]]+)\]")
-
 
 def extract_citations(text: str) -> list[str]:
-    """Document ids cited as `[id]` or `[id1, id2]`, in order of first appearance."""
-    found: list[str] = []
-    for group in _CITATION.findall(text):
-        for doc_id in (part.strip() for part in group.split(",")):
-            if doc_id and doc_id not in found:
-                found.append(doc_id)
-    return found
+    """Document ids cited as `[id]`, `[id1, id2]` or `Document N`, in order of first appearance."""
+    return cited_labels(text)
 
 
 def citation_precision(cited: Iterable[str], relevant: Iterable[str]) -> float:

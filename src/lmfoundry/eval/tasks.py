@@ -6,15 +6,16 @@ factual questions, exact match + token F1) and `jsonl:PATH` (your own `input`/`r
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lmfoundry import plugins
 from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.eval.closed_book_qa import QUESTIONS
 from lmfoundry.eval.metrics import check_metric_names
 from lmfoundry.finetune.data.templates import render_prompt
+from lmfoundry.fsutil import read_jsonl
 from lmfoundry.paths import lmf_home
 from lmfoundry.types import Example, SamplingParams
 
@@ -140,20 +141,8 @@ def jsonl_factory(arg: str, data_dir: str | Path | None) -> Task:
     return jsonl_task(arg)
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
-    if not path.is_file():
-        raise LmfError(f"task data not found: {path}")
-    records = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LmfError(f"{path}:{line_no}: invalid JSON: {exc.msg}") from exc
-        if not isinstance(record, dict):
-            raise LmfError(f"{path}:{line_no}: expected a JSON object")
-        records.append((line_no, record))
+def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    records = list(read_jsonl(path, f"task data not found: {path}"))
     if not records:
         raise LmfError(f"{path}: no examples")
     return records

@@ -49,7 +49,7 @@ def run_inference(model: Any, batch: int, seq_len: int, new_tokens: int) -> None
         out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
         for _ in range(new_tokens):
             token = out.logits[:, -1].argmax(-1, keepdim=True)
-            out = model(input_ids=token, past_key_values=out.past_key_values, use_cache=True)
+            out = model(input_ids=token, cache=out.cache, use_cache=True)
 
 
 def wrap_lora(model: Any, rank: int) -> Any:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfoundry.errors import LmfError, ModelNotFoundError
+from lmfoundry.quiet import quiet_loading, stderr_held
 
 _GGUF_MAGIC = b"GGUF"
 
@@ -34,8 +35,9 @@ def gguf_to_checkpoint(gguf_path: Path, out_dir: Path) -> None:
 
     folder, filename = str(gguf_path.parent), gguf_path.name
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype="float32")
+        with quiet_loading(), stderr_held():  # transformers' conversion bar has no switch
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+            loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype="float32")
     except (ValueError, KeyError, OSError, RuntimeError) as exc:
         raise LmfError(f"cannot read GGUF {gguf_path}: {exc}") from exc
     config_dict = loaded.config.to_dict()
@@ -48,7 +50,8 @@ def gguf_to_checkpoint(gguf_path: Path, out_dir: Path) -> None:
     tied = {"lm_head.weight"} if getattr(config, "tie_word_embeddings", False) else set()
     if set(missing) - tied or unexpected:
         raise LmfError(f"GGUF {gguf_path}: weights do not match the architecture ({missing}, {unexpected})")
-    clean.save_pretrained(out_dir)
+    with quiet_loading():
+        clean.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
 
 
@@ -66,12 +69,14 @@ def copy_transformers_model(source: str, out_dir: Path) -> None:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(local) if local.exists() else source)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(local) if local.exists() else source, dtype="float32"
-        )
+        with quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(
+                str(local) if local.exists() else source, dtype="float32"
+            )
     except OSError as exc:
         raise hub_error(source, exc) from exc
-    model.save_pretrained(out_dir)
+    with quiet_loading():
+        model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     readme = local / "README.md"
     if readme.is_file():

@@ -19,6 +19,7 @@ from lmfoundry.models.adapters import apply_adapter
 from lmfoundry.models.catalog import CATALOG, packaged_gguf
 from lmfoundry.models.convert import check_gguf_file, hub_error
 from lmfoundry.models.store import weights_format
+from lmfoundry.quiet import quiet_loading
 
 if TYPE_CHECKING:
     from lmfoundry.models.profile import Profile
@@ -137,6 +138,7 @@ def _from_pretrained(checkpoint: str) -> Any:
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(checkpoint, dtype="float32")
+        with quiet_loading():
+            return AutoModelForCausalLM.from_pretrained(checkpoint, dtype="float32")
     except OSError as exc:
         raise hub_error(checkpoint, exc) from exc

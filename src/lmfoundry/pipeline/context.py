@@ -47,6 +47,3 @@ class StageContext:
         """An option path: `~` expanded, relative ones against the pipeline file's folder."""
         path = Path(value).expanduser()
         return path if path.is_absolute() else (self.base_dir / path).resolve()
-
-    def output_of(self, kind_or_name: str) -> dict[str, Any] | None:
-        return self.outputs.get(kind_or_name)

@@ -31,7 +31,7 @@ class RemoteModel:
         timeout_s: float = 300.0,
     ) -> None:
 
-        openai = require("openai", extra="dev")
+        openai = require("openai", extra="client")
         url = base_url.rstrip("/")
         self.client = openai.OpenAI(
             base_url=url if url.endswith("/v1") else url + "/v1",

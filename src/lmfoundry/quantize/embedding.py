@@ -13,8 +13,9 @@ row-major block layout, so that:
   embedding it *shares* the embedding's buffers (one copy in memory and in the file), and its
   forward computes logits band by band from the codes.
 
-The class derives from `torch.nn.Module`, so it is built on first use (`quant_embedding_class`):
-importing this module does not import torch.
+The class derives from `torch.nn.Module`, so it is built once, on first use, by
+`quant_embedding_class()` from the mixin `_QuantEmbeddingMethods` and `torch.nn.Module`: importing
+this module does not import torch.
 """
 
 from __future__ import annotations
@@ -24,18 +25,21 @@ from typing import TYPE_CHECKING, Any
 
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.quantize import blockwise as qb
-from lmfoundry.quantize.linear import buffer_shapes, quant_bytes, quant_linear_class, quantize_into
+from lmfoundry.quantize.linear import (
+    ModuleBase,
+    build_quantized,
+    format_repr,
+    module_class,
+    quant_bytes,
+    quant_linear_class,
+    register_quant_buffers,
+    set_format,
+)
 
 if TYPE_CHECKING:
     import torch
 
 QUANT_BUFFERS = ("qweight", "absmax", "absmax_scale", "absmax_offset")
-
-
-def __getattr__(name: str) -> Any:
-    if name == "QuantEmbedding":
-        return quant_embedding_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_row_blocks(embedding_dim: int, block_size: int) -> None:
@@ -116,92 +120,82 @@ def shares_buffers(head: Any, embedding: Any) -> bool:
     return getattr(head, "qweight", None) is getattr(embedding, "qweight", object())
 
 
+class _QuantEmbeddingMethods(ModuleBase):
+    """Token embedding with blockwise-quantized rows; buffers as in `QuantLinear`."""
+
+    num_embeddings: int
+    embedding_dim: int
+    method: str
+    block_size: int
+    double_quant: bool
+    padding_idx: int | None
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        method: str = "int8",
+        block_size: int = 64,
+        double_quant: bool = False,
+        padding_idx: int | None = None,
+        device: Any = None,
+    ) -> None:
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        set_format(self, method, block_size, double_quant)
+        check_row_blocks(embedding_dim, block_size)
+        self.padding_idx = padding_idx
+        # the weight is [num_embeddings, embedding_dim] like a linear's [out_features, in_features]
+        register_quant_buffers(self, embedding_dim, num_embeddings, device)
+
+    @classmethod
+    def from_embedding(
+        cls, embedding: object, method: str = "int8", block_size: int = 64, double_quant: bool = False
+    ) -> Any:
+        """Quantize `embedding`, which must be a plain `torch.nn.Embedding` (checked here)."""
+        import torch
+
+        if type(embedding) is not torch.nn.Embedding:
+            raise InvalidInputError(
+                f"cannot quantize {type(embedding).__name__}: only a plain torch.nn.Embedding "
+                "(subclasses may scale or add to the lookup)"
+            )
+        sizes = (embedding.num_embeddings, embedding.embedding_dim)
+        args = (*sizes, method, block_size, double_quant, embedding.padding_idx)
+        # quantize_into reads in/out features only through the weight's shape
+        return build_quantized(cls, args, embedding.weight)
+
+    @property
+    def in_features(self) -> int:  # for quantize_into / quant_bytes, which speak linear
+        return self.embedding_dim
+
+    @property
+    def out_features(self) -> int:
+        return self.num_embeddings
+
+    def dequantize_weight(self) -> torch.Tensor:
+        return dequantize_embedding(self)
+
+    def to_embedding(self) -> torch.nn.Embedding:
+        import torch
+
+        embedding = torch.nn.Embedding(
+            self.num_embeddings, self.embedding_dim, self.padding_idx, device="meta"
+        )
+        embedding.weight = torch.nn.Parameter(self.dequantize_weight())
+        return embedding
+
+    def quant_bytes(self) -> int:
+        return quant_bytes(self)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return lookup(self, ids)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, {format_repr(self)}"
+
+
 @functools.cache
 def quant_embedding_class() -> Any:
     """Build (once) and return the QuantEmbedding class."""
-    import torch
-
-    class QuantEmbedding(torch.nn.Module):
-        """Token embedding with blockwise-quantized rows; buffers as in `QuantLinear`."""
-
-        def __init__(
-            self,
-            num_embeddings: int,
-            embedding_dim: int,
-            method: str = "int8",
-            block_size: int = 64,
-            double_quant: bool = False,
-            padding_idx: int | None = None,
-            device: Any = None,
-        ) -> None:
-            super().__init__()
-            self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-            self.method = qb.check_method(method)
-            self.block_size = qb.check_block_size(block_size)
-            check_row_blocks(embedding_dim, block_size)
-            self.double_quant = double_quant
-            self.padding_idx = padding_idx
-            # buffer_shapes(in, out): the weight is [num_embeddings, embedding_dim] like a linear's
-            shapes = buffer_shapes(embedding_dim, num_embeddings, method, block_size, double_quant)
-            for name, (shape, dtype) in shapes.items():
-                self.register_buffer(name, torch.zeros(shape, dtype=getattr(torch, dtype), device=device))
-
-        @classmethod
-        def from_embedding(
-            cls,
-            embedding: torch.nn.Embedding,
-            method: str = "int8",
-            block_size: int = 64,
-            double_quant: bool = False,
-        ) -> QuantEmbedding:
-            if type(embedding) is not torch.nn.Embedding:
-                raise InvalidInputError(
-                    f"cannot quantize {type(embedding).__name__}: only a plain torch.nn.Embedding "
-                    "(subclasses may scale or add to the lookup)"
-                )
-            layer = cls(
-                embedding.num_embeddings,
-                embedding.embedding_dim,
-                method,
-                block_size,
-                double_quant,
-                embedding.padding_idx,
-                device="meta",
-            )
-            # quantize_into reads in/out features only through the weight's shape
-            quantize_into(layer, embedding.weight.detach())
-            return layer
-
-        @property
-        def in_features(self) -> int:  # for quantize_into / quant_bytes, which speak linear
-            return self.embedding_dim
-
-        @property
-        def out_features(self) -> int:
-            return self.num_embeddings
-
-        def dequantize_weight(self) -> torch.Tensor:
-            return dequantize_embedding(self)
-
-        def to_embedding(self) -> torch.nn.Embedding:
-            embedding = torch.nn.Embedding(
-                self.num_embeddings, self.embedding_dim, self.padding_idx, device="meta"
-            )
-            embedding.weight = torch.nn.Parameter(self.dequantize_weight())
-            return embedding
-
-        def quant_bytes(self) -> int:
-            return quant_bytes(self)
-
-        def forward(self, ids: torch.Tensor) -> torch.Tensor:
-            return lookup(self, ids)
-
-        def extra_repr(self) -> str:
-            return (
-                f"{self.num_embeddings}, {self.embedding_dim}, method={self.method}, "
-                f"block_size={self.block_size}, double_quant={self.double_quant}"
-            )
-
-    QuantEmbedding.__module__ = __name__
-    QuantEmbedding.__qualname__ = "QuantEmbedding"
-    return QuantEmbedding
+    return module_class(_QuantEmbeddingMethods, "QuantEmbedding")

@@ -13,14 +13,16 @@ at a time (about 2 MB of fp32) and multiplies, so the temporary stays in cache a
 the size of the full fp32 weight. The backward pass re-dequantizes band by band instead of saving
 the weight, which keeps QLoRA training at the quantized size.
 
-The class derives from `torch.nn.Module`, so it is built on first access (module `__getattr__`):
-importing this module does not import torch.
+The class derives from `torch.nn.Module`, so it is built once, on first use, by
+`quant_linear_class()` from the mixin `_QuantLinearMethods` and `torch.nn.Module`: importing this
+module does not import torch.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import sys
 from typing import TYPE_CHECKING, Any
 
 from lmfoundry.quantize import blockwise as qb
@@ -29,14 +31,12 @@ from lmfoundry.quantize import native
 if TYPE_CHECKING:
     import torch
 
+    ModuleBase = torch.nn.Module
+else:
+    ModuleBase = object  # the mixins below get torch.nn.Module as a base when their class is built
+
 CHUNK_ELEMENTS = 1 << 19  # fp32 values dequantized at once: 2 MB, measured fastest on CPU
 NATIVE_MAX_ROWS = 64  # the native kernel beat dequantize + BLAS up to 64 rows, lost at 96 (bench/qgemv.py)
-
-
-def __getattr__(name: str) -> Any:
-    if name == "QuantLinear":
-        return quant_linear_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def buffer_shapes(
@@ -166,93 +166,139 @@ def _matmul_function() -> Any:
     return DequantMatmul
 
 
-@functools.cache
-def quant_linear_class() -> Any:
-    """Build (once) and return the QuantLinear class."""
+def module_class(methods: type, name: str) -> Any:
+    """A `torch.nn.Module` subclass named `name` whose methods come from the mixin `methods`.
+
+    It lives in (and pickles from) the mixin's module: it is also set as that module's attribute
+    `name`, so pickle finds it by name once built.
+    """
     import torch
 
-    class QuantLinear(torch.nn.Module):
-        """Linear layer with a blockwise-quantized weight; see the module docstring for the buffers."""
+    attrs = {"__module__": methods.__module__, "__qualname__": name, "__doc__": methods.__doc__}
+    cls = type(name, (methods, torch.nn.Module), attrs)
+    setattr(sys.modules[methods.__module__], name, cls)
+    return cls
 
-        def __init__(
-            self,
-            in_features: int,
-            out_features: int,
-            bias: bool = True,
-            method: str = "nf4",
-            block_size: int = 64,
-            double_quant: bool = False,
-            device: Any = None,
-        ) -> None:
-            super().__init__()
-            self.in_features, self.out_features = in_features, out_features
-            self.method = qb.check_method(method)
-            self.block_size = qb.check_block_size(block_size)
-            self.double_quant = double_quant
-            shapes = buffer_shapes(in_features, out_features, method, block_size, double_quant)
-            for name, (shape, dtype) in shapes.items():
-                self.register_buffer(name, torch.zeros(shape, dtype=getattr(torch, dtype), device=device))
-            b = torch.zeros(out_features, device=device) if bias else None
-            self.bias = torch.nn.Parameter(b) if b is not None else None
 
-        @classmethod
-        def from_linear(
-            cls,
-            linear: torch.nn.Linear,
-            method: str = "nf4",
-            block_size: int = 64,
-            double_quant: bool = False,
-            codes: tuple[torch.Tensor, torch.Tensor] | None = None,
-        ) -> QuantLinear:
-            """Quantize `linear` (round to nearest), or take `codes` = (qweight, absmax) chosen elsewhere (GPTQ)."""
-            layer = cls(
-                linear.in_features,
-                linear.out_features,
-                linear.bias is not None,
-                method,
-                block_size,
-                double_quant,
-                device="meta",
-            )
-            if codes is None:
-                quantize_into(layer, linear.weight.detach())
-            else:
-                store_codes(layer, *codes)
-            if linear.bias is not None:
-                layer.bias = torch.nn.Parameter(linear.bias.detach().float().clone())
-            return layer
+def set_format(layer: Any, method: str, block_size: int, double_quant: bool) -> None:
+    """Check and set the quantization format attributes (method, block_size, double_quant)."""
+    layer.method = qb.check_method(method)
+    layer.block_size = qb.check_block_size(block_size)
+    layer.double_quant = double_quant
 
-        def dequantize_weight(self) -> torch.Tensor:
-            return dequantize_weight(self)
 
-        def to_linear(self) -> torch.nn.Linear:
-            linear = torch.nn.Linear(
-                self.in_features, self.out_features, bias=self.bias is not None, device="meta"
-            )
-            linear.weight = torch.nn.Parameter(self.dequantize_weight())
-            if self.bias is not None:
-                linear.bias = torch.nn.Parameter(self.bias.detach().clone())
-            return linear
+def register_quant_buffers(layer: Any, in_features: int, out_features: int, device: Any) -> None:
+    """Register zeroed quantization buffers for a weight [out_features, in_features] in `layer`'s format."""
+    import torch
 
-        def quant_bytes(self) -> int:
-            return quant_bytes(self)
+    shapes = buffer_shapes(in_features, out_features, layer.method, layer.block_size, layer.double_quant)
+    for name, (shape, dtype) in shapes.items():
+        layer.register_buffer(name, torch.zeros(shape, dtype=getattr(torch, dtype), device=device))
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x2d = x.reshape(-1, self.in_features)
-            if torch.is_grad_enabled() and x2d.requires_grad:
-                y = _matmul_function().apply(x2d, self)
-            else:
-                y = matmul(self, x2d)
-            if self.bias is not None:
-                y = y + self.bias.to(y.dtype)
-            return y.reshape(*x.shape[:-1], self.out_features)
 
-        def extra_repr(self) -> str:
-            return (
-                f"in_features={self.in_features}, out_features={self.out_features}, method={self.method}, "
-                f"block_size={self.block_size}, double_quant={self.double_quant}, bias={self.bias is not None}"
-            )
+def build_quantized(
+    cls: Any,
+    args: tuple[Any, ...],
+    weight: torch.Tensor,
+    codes: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Any:
+    """`cls(*args)` on the meta device with its buffers quantized from `weight` (or set from `codes`)."""
+    layer = cls(*args, device="meta")
+    if codes is None:
+        quantize_into(layer, weight.detach())
+    else:
+        store_codes(layer, *codes)
+    return layer
 
-    QuantLinear.__module__ = __name__
-    QuantLinear.__qualname__ = "QuantLinear"  # pickles as lmfoundry.quantize.linear.QuantLinear
-    return QuantLinear
+
+def format_repr(layer: Any) -> str:
+    """The quantization format, for `extra_repr` (shared by the quantized classes)."""
+    return f"method={layer.method}, block_size={layer.block_size}, double_quant={layer.double_quant}"
+
+
+class _QuantLinearMethods(ModuleBase):
+    """Linear layer with a blockwise-quantized weight; see the module docstring for the buffers."""
+
+    in_features: int
+    out_features: int
+    method: str
+    block_size: int
+    double_quant: bool
+    bias: torch.nn.Parameter | None
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        method: str = "nf4",
+        block_size: int = 64,
+        double_quant: bool = False,
+        device: Any = None,
+    ) -> None:
+        import torch
+
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        set_format(self, method, block_size, double_quant)
+        register_quant_buffers(self, in_features, out_features, device)
+        b = torch.zeros(out_features, device=device) if bias else None
+        self.bias = torch.nn.Parameter(b) if b is not None else None
+
+    @classmethod
+    def from_linear(
+        cls,
+        linear: torch.nn.Linear,
+        method: str = "nf4",
+        block_size: int = 64,
+        double_quant: bool = False,
+        codes: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> Any:
+        """Quantize `linear` (round to nearest), or take `codes` = (qweight, absmax) chosen elsewhere (GPTQ)."""
+        import torch
+
+        has_bias = linear.bias is not None
+        args = (linear.in_features, linear.out_features, has_bias, method, block_size, double_quant)
+        layer = build_quantized(cls, args, linear.weight, codes)
+        if linear.bias is not None:
+            layer.bias = torch.nn.Parameter(linear.bias.detach().float().clone())
+        return layer
+
+    def dequantize_weight(self) -> torch.Tensor:
+        return dequantize_weight(self)
+
+    def to_linear(self) -> torch.nn.Linear:
+        import torch
+
+        linear = torch.nn.Linear(
+            self.in_features, self.out_features, bias=self.bias is not None, device="meta"
+        )
+        linear.weight = torch.nn.Parameter(self.dequantize_weight())
+        if self.bias is not None:
+            linear.bias = torch.nn.Parameter(self.bias.detach().clone())
+        return linear
+
+    def quant_bytes(self) -> int:
+        return quant_bytes(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        x2d = x.reshape(-1, self.in_features)
+        if torch.is_grad_enabled() and x2d.requires_grad:
+            y = _matmul_function().apply(x2d, self)
+        else:
+            y = matmul(self, x2d)
+        if self.bias is not None:
+            y = y + self.bias.to(y.dtype)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        sizes = f"in_features={self.in_features}, out_features={self.out_features}"
+        return f"{sizes}, {format_repr(self)}, bias={self.bias is not None}"
+
+
+@functools.cache
+def quant_linear_class() -> Any:
+    """Build (once) and return the QuantLinear class (pickles as lmfoundry.quantize.linear.QuantLinear)."""
+    return module_class(_QuantLinearMethods, "QuantLinear")

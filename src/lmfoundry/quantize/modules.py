@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
-from lmfoundry.fsutil import atomic_dir, atomic_write_text
+from lmfoundry.fsutil import atomic_dir, atomic_write_text, read_json
 from lmfoundry.quantize.blockwise import (
     DQ_BLOCK,
     METHODS,
@@ -351,12 +351,7 @@ def _parameters_on_meta() -> Iterator[None]:
 def read_quant_config(directory: str | Path) -> dict[str, Any]:
     """The parsed quantization.json of a saved quantized model (clear error when absent or wrong)."""
     path = Path(directory) / QUANT_FILE
-    if not path.is_file():
-        raise LmfError(f"{directory} is not a quantized model directory (no {QUANT_FILE})")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise LmfError(f"{path} is not valid JSON: {exc}") from exc
+    meta = read_json(path, f"{directory} is not a quantized model directory (no {QUANT_FILE})")
     if meta.get("format_version") != FORMAT_VERSION:
         raise LmfError(f"{path}: unsupported format_version {meta.get('format_version')!r}")
     return meta

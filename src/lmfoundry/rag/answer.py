@@ -18,8 +18,8 @@ from lmfoundry.embed.sentence import embed_texts
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.generate.engine import load_model, run_stream
 from lmfoundry.rag import cite as cites
-from lmfoundry.rag.cite import check_mode
-from lmfoundry.rag.search import open_store, search_index
+from lmfoundry.rag.rerank import Reranker
+from lmfoundry.rag.search import opened, search
 from lmfoundry.types import Hit, Message, SamplingParams
 
 if TYPE_CHECKING:
@@ -36,8 +36,6 @@ SYSTEM_PROMPT = (
 USER_TEMPLATE = (
     "Context:\n{context}\n---\nNow here is the question you need to answer.\n\nQuestion: {question}"
 )
-_BRACKETS = re.compile(r"\[\s*(\d+(?:\s*[,;]\s*\d+)*)\s*\]")
-_DOC_WORD = re.compile(r"\bDocuments?\s+(\d+)", re.IGNORECASE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
@@ -116,12 +114,8 @@ def trim_repetition(answer: str, min_chars: int = 30) -> str:
 
 def parse_citations(answer: str, n_documents: int) -> list[int]:
     """Document numbers cited as [0], [0, 2] or 'Document 1', in order of first mention."""
-    found: list[tuple[int, int]] = []
-    for match in _BRACKETS.finditer(answer):
-        found.extend((match.start(), int(n)) for n in re.split(r"[,;]", match.group(1)))
-    found.extend((m.start(), int(m.group(1))) for m in _DOC_WORD.finditer(answer))
-    numbers = [n for _, n in sorted(found, key=lambda pair: pair[0])]
-    return [n for n in dict.fromkeys(numbers) if 0 <= n < n_documents]
+    numbers = [int(label) for label in cites.cited_labels(answer) if label.isdigit()]
+    return [n for n in numbers if 0 <= n < n_documents]
 
 
 def citations_to_sources(numbers: Sequence[int], hits: Sequence[Hit]) -> list[dict[str, Any]]:
@@ -268,7 +262,7 @@ def ask(
     k: int = 5,
     *,
     mode: str = "hybrid",
-    rerank: str | None = None,
+    rerank: str | Reranker | None = None,
     where: Any = None,
     params: SamplingParams | None = None,
     compress: bool = False,
@@ -281,17 +275,15 @@ def ask(
     "model" (only what the model wrote) or "forced" (the answer starts "According to Document N",
     N chosen by the model); see `lmfoundry.rag.cite`.
     """
-
-    check_mode(cite)
+    cites.check_mode(cite)
     params = params or SamplingParams(temperature=0.0, max_new_tokens=256)
-    index = open_store(store)
-    hits = search_index(index, question, k=k, mode=mode, rerank=rerank, where=where)
-    if isinstance(model, str):
-        model = load_model(model)
-    kept, texts, dropped, notes = plan_context(
-        question, hits, model, params.max_new_tokens, index.embedder if compress else None
-    )
-    if not kept:
-        return Answer(NO_ANSWER, [], [], dropped, notes + ["no documents retrieved"])
-    answer, citations = answer_with_citations(model, question, kept, texts, params, cite, index.embedder)
+    with opened(store) as index:
+        hits = search(index, question, k=k, mode=mode, rerank=rerank, where=where)
+        reader = load_model(model) if isinstance(model, str) else model
+        kept, texts, dropped, notes = plan_context(
+            question, hits, reader, params.max_new_tokens, index.embedder if compress else None
+        )
+        if not kept:
+            return Answer(NO_ANSWER, [], [], dropped, notes + ["no documents retrieved"])
+        answer, citations = answer_with_citations(reader, question, kept, texts, params, cite, index.embedder)
     return Answer(answer, citations, kept, dropped, notes)

@@ -19,6 +19,7 @@ Small readers (SmolLM2-135M) rarely write `[0]` on their own, so `ask` has three
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from lmfoundry.generate.engine import LoadedModel
 
 CITE_MODES: tuple[str, ...] = ("auto", "model", "forced")
+_BRACKETS = re.compile(r"\[([^\[\]]+)\]")
+_DOC_WORD = re.compile(r"\bDocuments?\s+(\d+)", re.IGNORECASE)
 FORCED_PREFIX = "According to Document"
 ATTRIBUTION_CUE = "\n\nSource: Document"
 
@@ -41,6 +44,17 @@ class Choice:
 
     document: int
     probability: float
+
+
+def cited_labels(text: str) -> list[str]:
+    """What a text cites, in order of first mention: the labels inside brackets (`[0]`, `[d1, d2]`,
+    `[0; 2]`) and the numbers of `Document N` mentions. The one citation parser: the reader maps
+    numbers to its documents, the evaluation metrics compare labels with relevant ids."""
+    found: list[tuple[int, str]] = []
+    for match in _BRACKETS.finditer(text):
+        found.extend((match.start(), part.strip()) for part in re.split(r"[,;]", match.group(1)))
+    found.extend((match.start(), match.group(1)) for match in _DOC_WORD.finditer(text))
+    return list(dict.fromkeys(label for _, label in sorted(found, key=lambda pair: pair[0]) if label))
 
 
 def check_mode(mode: str) -> str:

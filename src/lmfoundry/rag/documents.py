@@ -7,13 +7,13 @@ Every document remembers where it came from (`source`) and which file or corpus 
 from __future__ import annotations
 
 import fnmatch
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lmfoundry.errors import InvalidInputError
+from lmfoundry.fsutil import read_jsonl
 from lmfoundry.plugins import require
 
 BUILTIN_PREFIX = "builtin:"
@@ -81,20 +81,13 @@ def load_jsonl(path: Path) -> list[Document]:
     The source is `<path>#<id>` when a line has an `id` field, else `<path>#<line number>`.
     """
     docs = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
-            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise InvalidInputError(f"{path}:{lineno}: each line needs a string 'text' field")
-            text = record.pop("text")
-            key = record.get("id", lineno)
-            meta = {**record, "origin": str(path), "format": "jsonl"}
-            docs.append(Document(f"{path}#{key}", text, meta))
+    for lineno, record in read_jsonl(path, f"no such file: {path}"):
+        if not isinstance(record.get("text"), str):
+            raise InvalidInputError(f"{path}:{lineno}: each line needs a string 'text' field")
+        text = record.pop("text")
+        key = record.get("id", lineno)
+        meta = {**record, "origin": str(path), "format": "jsonl"}
+        docs.append(Document(f"{path}#{key}", text, meta))
     return docs
 
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from lmfoundry.serve.batches import BatchService
+    from lmfoundry.serve.files import FileStore
     from lmfoundry.serve.service import ServedModel
 
 log = logging.getLogger("lmfoundry.serve")
@@ -232,22 +233,31 @@ def _add_admin_routes(app: "FastAPI", state: handlers.ServerState) -> None:
 
 def _add_batch_routes(app: "FastAPI", service: "BatchService | None") -> None:
     """`/v1/files` and `/v1/batches` (OpenAI batch API); a clear 404 when batches are disabled."""
+    if service is None:
+        _add_disabled_batch_routes(app)
+        return
+    _add_file_routes(app, service.files)
+    _add_batch_job_routes(app, service)
+
+
+def _add_disabled_batch_routes(app: "FastAPI") -> None:
+    """Every method under `/v1/files` and `/v1/batches` answers 404 saying how to enable batches."""
+
+    async def disabled(rest: str) -> Any:
+        raise not_found("batch jobs are disabled on this server (start it with --batch-dir DIR)")
+
+    for prefix in ("/v1/files", "/v1/batches"):
+        app.add_api_route(
+            prefix + "{rest:path}", disabled, methods=["GET", "POST", "DELETE"], include_in_schema=False
+        )
+
+
+def _add_file_routes(app: "FastAPI", files: "FileStore") -> None:
+    """`/v1/files`: upload, list, get, download and delete the files batch jobs read and write."""
     from typing import Annotated, Literal
 
     from fastapi import File, Form, Query, UploadFile
     from fastapi.responses import Response
-
-    if service is None:
-
-        async def disabled(rest: str) -> Any:
-            raise not_found("batch jobs are disabled on this server (start it with --batch-dir DIR)")
-
-        for prefix in ("/v1/files", "/v1/batches"):
-            app.add_api_route(
-                prefix + "{rest:path}", disabled, methods=["GET", "POST", "DELETE"], include_in_schema=False
-            )
-        return
-    files, batches = service.files, service.batches
 
     @app.post("/v1/files")
     async def upload_file(
@@ -276,6 +286,13 @@ def _add_batch_routes(app: "FastAPI", service: "BatchService | None") -> None:
     @app.delete("/v1/files/{file_id}")
     async def delete_file(file_id: str) -> dict[str, Any]:
         return files.delete(file_id)
+
+
+def _add_batch_job_routes(app: "FastAPI", service: "BatchService") -> None:
+    """`/v1/batches`: create, list, get and cancel batch jobs; creating or cancelling wakes the worker."""
+    from fastapi import Query
+
+    batches = service.batches
 
     @app.post("/v1/batches")
     async def create_batch(body: BatchCreateRequest) -> dict[str, Any]:

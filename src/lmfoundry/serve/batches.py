@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.serve import handlers
 from lmfoundry.serve.errors import APIError, ConflictError, NotFoundError, bad_request, from_validation_errors
-from lmfoundry.serve.files import FileStore, StateDB, page
+from lmfoundry.serve.files import FileStore, StateDB, jsonl_lines, page
 from lmfoundry.serve.schema import ChatCompletionRequest, CompletionRequest
 
 if TYPE_CHECKING:
@@ -77,13 +77,9 @@ def parse_lines(text: str, endpoint: str) -> tuple[list[tuple[str, dict[str, Any
     def problem(number: int, code: str, message: str, param: str | None = None) -> None:
         errors.append({"code": code, "message": message, "param": param, "line": number})
 
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            item = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            problem(number, "invalid_json_line", f"not valid JSON: {exc.msg}")
+    for number, item, error in jsonl_lines(text):
+        if error is not None:
+            problem(number, "invalid_json_line", f"not valid JSON: {error.msg}")
             continue
         custom_id = item.get("custom_id") if isinstance(item, dict) else None
         if not isinstance(item, dict):
@@ -358,7 +354,7 @@ async def run_line(state: ServerState, work: Work) -> tuple[bool, dict[str, Any]
         error = from_validation_errors([dict(e) for e in exc.errors()])
         status, body = error.status, error.body()
     except Exception as exc:
-        if getattr(state.served.scheduler, "stopping", False):
+        if state.served.scheduler.stopping:
             raise _Retry("the server is shutting down") from exc
         error = exc if isinstance(exc, APIError) else handlers.to_api_error(exc)
         if error.status == 429:

@@ -17,6 +17,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,20 @@ def new_file_id() -> str:
     return f"file-{uuid.uuid4().hex[:24]}"
 
 
+def jsonl_lines(text: str) -> Iterator[tuple[int, Any, json.JSONDecodeError | None]]:
+    """Each non-blank line of `text` as (line number, parsed value, None), or as
+    (line number, None, the decoder's error) when the line is not valid JSON."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, None, exc
+        else:
+            yield number, value, None
+
+
 def check_jsonl(content: bytes) -> int:
     """Raise InvalidInputError unless `content` is UTF-8 JSONL of objects; return the line count."""
     try:
@@ -83,13 +98,9 @@ def check_jsonl(content: bytes) -> int:
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"the file is not UTF-8 text (byte {exc.start})") from exc
     count = 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInputError(f"line {number} is not valid JSON: {exc.msg}") from exc
+    for number, value, error in jsonl_lines(text):
+        if error is not None:
+            raise InvalidInputError(f"line {number} is not valid JSON: {error.msg}") from error
         if not isinstance(value, dict):
             raise InvalidInputError(f"line {number} is not a JSON object")
         count += 1

@@ -297,6 +297,34 @@ def _echo_and_logprobs(
     return texts, objects if req.logprobs is not None else None
 
 
+@dataclass(frozen=True)
+class _StreamFormat:
+    """What every SSE chunk of one streamed response repeats: its id, model, creation time and kind."""
+
+    rid: str
+    model: str
+    created: int
+    chat: bool
+
+    def choice_chunk(self, index: int, text: str | None, finish: str | None, first: bool = False) -> str:
+        """One choice's chunk; `first` opens a chat choice with the assistant role and empty content."""
+        if not self.chat:
+            return fmt.sse(fmt.text_chunk(self.rid, self.model, self.created, index, text or "", finish))
+        delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
+        if text:
+            delta["content"] = text
+        return fmt.sse(fmt.chat_chunk(self.rid, self.model, self.created, index, delta, finish))
+
+    def usage_chunk(self, usage: dict[str, int]) -> str:
+        obj = "chat.completion.chunk" if self.chat else "text_completion"
+        return fmt.sse(fmt.usage_chunk(self.rid, self.model, self.created, obj, usage))
+
+    def full_body(self, texts: list[str], finishes: list[str], usage: dict[str, int]) -> dict[str, Any]:
+        """The non-streamed body the stream adds up to (what capture records)."""
+        build = fmt.chat_completion if self.chat else fmt.text_completion
+        return build(self.rid, self.model, self.created, list(zip(texts, finishes, strict=True)), usage)
+
+
 async def _stream(
     state: ServerState,
     generations: list[Generation],
@@ -309,23 +337,15 @@ async def _stream(
     request: Any,
 ) -> AsyncIterator[str]:
     """SSE chunks in the OpenAI format; an error after the headers went out becomes an error chunk."""
+    form = _StreamFormat(rid, model, created, chat)
     texts = [""] * len(generations)
     pending = [""] * len(generations)
     finishes: list[str] = ["length"] * len(generations)
     completion_tokens = 0
-
-    def chunk(index: int, text: str | None, finish: str | None, first: bool = False) -> str:
-        if not chat:
-            return fmt.sse(fmt.text_chunk(rid, model, created, index, text or "", finish))
-        delta: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
-        if text:
-            delta["content"] = text
-        return fmt.sse(fmt.chat_chunk(rid, model, created, index, delta, finish))
-
     try:
         if chat:
             for i in range(len(generations)):
-                yield chunk(i, None, None, first=True)
+                yield form.choice_chunk(i, None, None, first=True)
         async for index, event in merged(generations, state.limiter):
             # Hold back trailing U+FFFD (bytes of a UTF-8 character not complete yet): the final
             # text drops a cut character, so the stream must never have sent it.
@@ -334,30 +354,19 @@ async def _stream(
             pending[index] = held[len(ready) :]
             if ready:
                 texts[index] += ready
-                yield chunk(index, ready, None)
+                yield form.choice_chunk(index, ready, None)
             if event.result is not None:
                 finishes[index] = event.result.finish_reason
                 completion_tokens += event.result.completion_tokens
                 _observe(state, generations[index], event.result)
-                yield chunk(index, None, event.result.finish_reason)
+                yield form.choice_chunk(index, None, event.result.finish_reason)
         if include_usage:
-            usage = fmt.usage(len(generations[0].prompt_ids), completion_tokens)
-            yield fmt.sse(
-                fmt.usage_chunk(
-                    rid, model, created, "chat.completion.chunk" if chat else "text_completion", usage
-                )
-            )
+            yield form.usage_chunk(fmt.usage(len(generations[0].prompt_ids), completion_tokens))
     except Exception as exc:
         yield fmt.sse(to_api_error(exc).body())
     else:
-        body = (fmt.chat_completion if chat else fmt.text_completion)(
-            rid,
-            model,
-            created,
-            list(zip(texts, finishes, strict=True)),
-            fmt.usage(len(generations[0].prompt_ids), completion_tokens),
-        )
-        _capture(state, "chat" if chat else "completions", request, body)
+        usage = fmt.usage(len(generations[0].prompt_ids), completion_tokens)
+        _capture(state, "chat" if chat else "completions", request, form.full_body(texts, finishes, usage))
     yield fmt.DONE
 
 

@@ -30,38 +30,32 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
+def _envelope(rid: str, obj: str, created: int, model: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fields every completion body and chunk starts with, `choices` last."""
+    return {"id": rid, "object": obj, "created": created, "model": model, "choices": choices}
+
+
 def chat_completion(
     rid: str, model: str, created: int, choices: list[tuple[str, str]], usage_: dict[str, int]
 ) -> dict[str, Any]:
     """`choices` is [(text, finish_reason)] in index order."""
-    return {
-        "id": rid,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": finish,
-                "logprobs": None,
-            }
-            for i, (text, finish) in enumerate(choices)
-        ],
-        "usage": usage_,
-    }
+    bodies = [
+        {
+            "index": i,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": finish,
+            "logprobs": None,
+        }
+        for i, (text, finish) in enumerate(choices)
+    ]
+    return {**_envelope(rid, "chat.completion", created, model, bodies), "usage": usage_}
 
 
 def chat_chunk(
     rid: str, model: str, created: int, index: int, delta: dict[str, Any], finish_reason: str | None
 ) -> dict[str, Any]:
-    return {
-        "id": rid,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
-    }
+    choice = {"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+    return _envelope(rid, "chat.completion.chunk", created, model, [choice])
 
 
 def text_completion(
@@ -73,34 +67,23 @@ def text_completion(
     logprobs: list[dict[str, Any] | None] | None = None,
 ) -> dict[str, Any]:
     """`logprobs`, when given, holds each choice's legacy logprobs object (tokens, token_logprobs, ...)."""
-    return {
-        "id": rid,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {"index": i, "text": text, "finish_reason": finish, "logprobs": logprobs[i] if logprobs else None}
-            for i, (text, finish) in enumerate(choices)
-        ],
-        "usage": usage_,
-    }
+    bodies = [
+        {"index": i, "text": text, "finish_reason": finish, "logprobs": logprobs[i] if logprobs else None}
+        for i, (text, finish) in enumerate(choices)
+    ]
+    return {**_envelope(rid, "text_completion", created, model, bodies), "usage": usage_}
 
 
 def text_chunk(
     rid: str, model: str, created: int, index: int, text: str, finish_reason: str | None
 ) -> dict[str, Any]:
-    return {
-        "id": rid,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": index, "text": text, "finish_reason": finish_reason, "logprobs": None}],
-    }
+    choice = {"index": index, "text": text, "finish_reason": finish_reason, "logprobs": None}
+    return _envelope(rid, "text_completion", created, model, [choice])
 
 
 def usage_chunk(rid: str, model: str, created: int, obj: str, usage_: dict[str, int]) -> dict[str, Any]:
     """The final chunk sent when `stream_options.include_usage` is true: no choices, just usage."""
-    return {"id": rid, "object": obj, "created": created, "model": model, "choices": [], "usage": usage_}
+    return {**_envelope(rid, obj, created, model, []), "usage": usage_}
 
 
 def model_card(model_id: str, created: int, owned_by: str = "lmfoundry") -> dict[str, Any]:

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,29 +69,31 @@ def experiment_id(mlflow_client: Any, kind: str) -> str:
     return str(mlflow_client.create_experiment(name, artifact_location=location))
 
 
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested params as `a.b.c` keys with string values (lists as JSON), cut to MLflow's limit."""
-    flat: dict[str, str] = {}
+def _leaves(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(`a.b.c` key, value) for every non-mapping value of a nested mapping."""
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten(value, name + "."))
+            yield from _leaves(value, name + ".")
         else:
-            text = value if isinstance(value, str) else json.dumps(value, default=str)
-            flat[name] = text[:MAX_PARAM_CHARS]
-    return flat
+            yield name, value
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested params as `a.b.c` keys with string values (lists as JSON), cut to MLflow's limit."""
+    return {
+        name: (value if isinstance(value, str) else json.dumps(value, default=str))[:MAX_PARAM_CHARS]
+        for name, value in _leaves(data, prefix)
+    }
 
 
 def numeric_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """Finite numbers only (nested mappings flattened); None, strings and NaN are left out."""
-    result: dict[str, float] = {}
-    for key, value in metrics.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            result.update(numeric_metrics(value, name + "."))
-        elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            result[name] = float(value)
-    return result
+    return {
+        name: float(value)
+        for name, value in _leaves(metrics, prefix)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    }
 
 
 def log_run(

@@ -17,9 +17,11 @@ from lmfoundry.quantize.gptq import (
     stored_codes,
 )
 from lmfoundry.quantize.heldout import heldout_text
-from lmfoundry.quantize.linear import QuantLinear, dequantize_weight
+from lmfoundry.quantize.linear import dequantize_weight, quant_linear_class
 from lmfoundry.quantize.modules import load_quantized, quantize_model, save_quantized
 from tiny import build_model, build_tokenizer
+
+QuantLinear = quant_linear_class()
 
 
 def _rtn(weight: torch.Tensor, method: str, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:

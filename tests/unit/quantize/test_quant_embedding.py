@@ -14,10 +14,12 @@ import pytest
 import torch
 
 from lmfoundry.errors import InvalidInputError, LmfError
-from lmfoundry.quantize.embedding import QuantEmbedding
-from lmfoundry.quantize.linear import QuantLinear
+from lmfoundry.quantize.embedding import quant_embedding_class
+from lmfoundry.quantize.linear import quant_linear_class
 from lmfoundry.quantize.modules import dequantize_model, load_quantized, quantize_model, save_quantized
 from tiny import build_model
+
+QuantEmbedding, QuantLinear = quant_embedding_class(), quant_linear_class()
 
 IDS = torch.tensor([[5, 17, 99, 200, 3, 42, 7, 300, 11, 64]])
 

@@ -11,7 +11,9 @@ import torch
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.quantize import blockwise as qb
 from lmfoundry.quantize import linear as ql
-from lmfoundry.quantize.linear import QuantLinear
+from lmfoundry.quantize.linear import quant_linear_class
+
+QuantLinear = quant_linear_class()
 
 
 def _linear(in_f: int, out_f: int, bias: bool = True, seed: int = 0) -> torch.nn.Linear:

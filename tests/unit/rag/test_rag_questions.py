@@ -10,16 +10,14 @@ import numpy as np
 import pytest
 
 from lmfoundry.errors import InvalidInputError
+from lmfoundry.eval.metrics import first_relevant_rank, hit_rate, mean_reciprocal_rank
 from rag_support import (
     QUESTIONS_PATH,
     accepted_sources,
     answer_matches,
     containing_topics,
-    first_relevant_rank,
     load_questions,
-    mean_reciprocal_rank,
     percentile,
-    recall_at,
     scale_texts,
     scale_vectors,
 )
@@ -81,12 +79,12 @@ def test_ranking_metrics() -> None:
     assert first_relevant_rank(["x", "a", "a"], accepted) == 2
     assert first_relevant_rank(["x", "y"], accepted) is None
     ranks = [1, 3, None, 6]
-    assert recall_at(ranks, 1) == 0.25
-    assert recall_at(ranks, 5) == 0.5
-    assert recall_at(ranks, 10) == 0.75
+    assert hit_rate(ranks, 1) == 0.25
+    assert hit_rate(ranks, 5) == 0.5
+    assert hit_rate(ranks, 10) == 0.75
     assert mean_reciprocal_rank(ranks) == pytest.approx((1 + 1 / 3 + 1 / 6) / 4)
     assert mean_reciprocal_rank(ranks, cutoff=5) == pytest.approx((1 + 1 / 3) / 4)
-    assert recall_at([], 5) == 0.0 and mean_reciprocal_rank([]) == 0.0
+    assert hit_rate([], 5) == 0.0 and mean_reciprocal_rank([]) == 0.0
 
 
 def test_answer_matches_ignores_case_and_wrapping() -> None:
@@ -146,4 +144,4 @@ def test_hybrid_recall_on_the_question_set(pyref_home: Path, monkeypatch: pytest
         ]
     finally:
         index.close()
-    assert recall_at(ranks, 5) >= 0.8, ranks  # measured 0.853 (docs/benchmarks-rag.md)
+    assert hit_rate(ranks, 5) >= 0.8, ranks  # measured 0.853 (docs/benchmarks-rag.md)

@@ -26,9 +26,8 @@ from typing import Any
 
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.finetune.data import synthetic_vocab as V
-from lmfoundry.finetune.data.splits import split_records
 from lmfoundry.finetune.data.synthetic_dialogsum import dialogsum_records
-from lmfoundry.finetune.data.synthetic_io import output_dir, write_set
+from lmfoundry.finetune.data.synthetic_io import FRACTIONS, make_set
 from lmfoundry.finetune.data.templates import SUMMARY_INSTRUCTION
 
 NAME = "preferences-synthetic"
@@ -212,8 +211,8 @@ _KIND_DOCS = {
 }
 
 
-def _readme(n: int, seed: int, sizes: dict[str, int], counts: Counter[str]) -> str:
-    split_lines = "\n".join(f"- `{name}.jsonl`: {size} records" for name, size in sizes.items())
+def _readme(n: int, seed: int, records: list[dict[str, Any]], splits: str) -> str:
+    counts = Counter(r["corruption"] for r in records)
     kind_lines = "\n".join(f"- `{kind}` ({counts.get(kind, 0)}): {_KIND_DOCS[kind]}" for kind in CORRUPTIONS)
     return f"""# {NAME}
 
@@ -235,26 +234,11 @@ Corruption kinds (records in all splits):
 Each record gets the least-used kind that applies to its summary (one with no name cannot get
 `wrong_name`), so the kinds are about equally common. `rejected` always differs from `chosen`.
 
-Splits (shuffled with seed {seed}):
-{split_lines}
-
-The same `--n` and `--seed` always give byte-identical files.
-"""
+{splits}"""
 
 
 def make_preferences_synthetic(
-    n: int = 2000,
-    seed: int = 0,
-    out_dir: Path | str | None = None,
-    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    n: int = 2000, seed: int = 0, out_dir: Path | str | None = None, fractions: Sequence[float] = FRACTIONS
 ) -> dict[str, Path]:
-    """Write train/validation/test JSONL (+ README.md) into `out_dir` atomically; return the paths.
-
-    `out_dir` defaults to $LMF_HOME/data/preferences-synthetic. An existing directory is replaced
-    only if it holds nothing but files this function writes.
-    """
-    out = output_dir(out_dir, NAME)
-    records = preference_records(n, seed)
-    splits = split_records(records, seed, fractions)
-    counts = Counter(r["corruption"] for r in records)
-    return write_set(out, splits, _readme(n, seed, {k: len(v) for k, v in splits.items()}, counts))
+    """Write the set into `out_dir` (default $LMF_HOME/data/preferences-synthetic); see `make_set`."""
+    return make_set(NAME, preference_records, _readme, n, seed, out_dir, fractions)

@@ -31,6 +31,10 @@ DEFAULT_PROMPTS = (
 )
 
 
+_RUNNERS = ("merged", "gguf", "lora_gguf")
+"""What the adapter's outputs are compared with (PromptCheck fields are prefixed with these)."""
+
+
 @dataclass
 class PromptCheck:
     prompt: str
@@ -54,19 +58,18 @@ class CheckReport:
     prompts: list[PromptCheck] = field(default_factory=list)
     gguf_backend: str | None = None
 
+    def _measured(self, measure: str) -> list[float]:
+        """`measure` (agreement or max_logit_diff) of every comparison that ran, on every prompt."""
+        values = (getattr(p, f"{runner}_{measure}") for p in self.prompts for runner in _RUNNERS)
+        return [value for value in values if value is not None]
+
     @property
     def agreement(self) -> float:
-        values = [p.merged_agreement for p in self.prompts]
-        values += [p.gguf_agreement for p in self.prompts if p.gguf_agreement is not None]
-        values += [p.lora_gguf_agreement for p in self.prompts if p.lora_gguf_agreement is not None]
-        return min(values) if values else 0.0
+        return min(self._measured("agreement"), default=0.0)
 
     @property
     def max_logit_diff(self) -> float:
-        values = [p.merged_max_logit_diff for p in self.prompts]
-        values += [p.gguf_max_logit_diff for p in self.prompts if p.gguf_max_logit_diff is not None]
-        values += [p.lora_gguf_max_logit_diff for p in self.prompts if p.lora_gguf_max_logit_diff is not None]
-        return max(values) if values else 0.0
+        return max(self._measured("max_logit_diff"), default=0.0)
 
     @property
     def ok(self) -> bool:

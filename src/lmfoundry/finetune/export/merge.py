@@ -18,6 +18,7 @@ from lmfoundry.finetune.train.artifacts import ArtifactInfo, find_artifact, load
 from lmfoundry.fsutil import atomic_dir
 from lmfoundry.models import store
 from lmfoundry.quantize.modules import dequantize_model
+from lmfoundry.quiet import quiet_loading
 
 
 def merged_model(path: str | Path) -> tuple[Any, Any, ArtifactInfo]:
@@ -46,7 +47,7 @@ def merge_to_store(path: str | Path, name: str, *, force: bool = False) -> Path:
     artifact = find_artifact(path)
     model, tokenizer, info = merged_model(artifact)
     base_license = _base_license(info.base_model)
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder) as tmp, quiet_loading():
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         store.write_manifest(

@@ -18,6 +18,7 @@ from lmfoundry.finetune.train.reward_head import as_reward_model, load_full_rewa
 from lmfoundry.fsutil import atomic_dir, atomic_write_text
 from lmfoundry.models.load import load_hf_model
 from lmfoundry.quantize.modules import quantize_model, register_lora_layers
+from lmfoundry.quiet import quiet_loading
 
 ADAPTER_DIR = "adapter"
 MODEL_DIR = "model"
@@ -47,11 +48,26 @@ def save_artifact(model: Any, tokenizer: Any, run_dir: Path, info: ArtifactInfo)
     if not info.is_full:
         for config in model.peft_config.values():
             config.base_model_name_or_path = info.base_model
-    with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp)
+    with atomic_dir(target) as tmp, quiet_loading():
+        if info.is_full:
+            model.save_pretrained(tmp)
+        else:
+            model.save_pretrained(tmp, save_embedding_layers=_saves_embeddings(model))
         tokenizer.save_pretrained(tmp)
         atomic_write_text(tmp / INFO_FILE, json.dumps(info.__dict__, indent=2))
     return target
+
+
+def _saves_embeddings(model: Any) -> bool:
+    """peft's `save_embedding_layers="auto"` without its lookup of the base model's config by name
+    (our base names are store names, so that lookup only warns): save the embedding layers when one
+    is a target. lmfoundry never resizes the vocabulary, the other case "auto" covers."""
+    from peft.utils.other import EMBEDDING_LAYER_NAMES
+
+    targets = getattr(model.peft_config[model.active_adapter], "target_modules", None) or ()
+    if isinstance(targets, str):
+        return any(name in targets for name in EMBEDDING_LAYER_NAMES)
+    return bool(set(targets) & set(EMBEDDING_LAYER_NAMES))
 
 
 def find_artifact(path: str | Path) -> Path:

@@ -217,14 +217,6 @@ def autocast(precision: str) -> Any:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def evaluate_loss(
-    model: Any, examples: Sequence[Example], batch_size: int, pad_id: int, chunk: int, precision: str = "fp32"
-) -> float | None:
-    """Token-weighted mean cross-entropy over `examples` (None when there are none)."""
-    total, count = eval_loss_sums(model, examples, batch_size, pad_id, chunk, precision)
-    return total / count if count else None
-
-
 def eval_loss_sums(
     model: Any, examples: Sequence[Example], batch_size: int, pad_id: int, chunk: int, precision: str = "fp32"
 ) -> tuple[float, int]:

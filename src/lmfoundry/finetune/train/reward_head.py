@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfoundry.errors import LmfError
+from lmfoundry.quiet import quiet_loading
 
 
 def as_reward_model(causal_lm: Any, tokenizer: Any, seed: int) -> Any:
@@ -46,5 +47,6 @@ def load_full_reward_model(folder: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    model = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=torch.float32)
+    with quiet_loading():
+        model = AutoModelForSequenceClassification.from_pretrained(str(folder), dtype=torch.float32)
     return model, AutoTokenizer.from_pretrained(str(folder))

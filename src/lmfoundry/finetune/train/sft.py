@@ -74,7 +74,7 @@ def enable_activation_checkpointing(model: Any) -> None:
     """Recompute each decoder layer in backward: activations shrink to the layer inputs."""
     base = hf_model(model)
     base.config.use_cache = False
-    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 
 
 def _adalora_hooks(loop: Any, method: str) -> None:
