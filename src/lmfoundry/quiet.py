@@ -32,12 +32,27 @@ _LOGGER_LEVELS = {
     "bitsandbytes.backends.cpu.ops": logging.ERROR,
     "kernels._internals.hf_hub": logging.ERROR,
 }
+"""A filter, not just a level: bm25s sets its logger's level to DEBUG when it is imported."""
+
+
+class _AtLeast(logging.Filter):
+    """Pass records at `level` or above, whatever level the library sets on its logger later."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
 
 
 def silence_library_noise() -> None:
     """Set the few third-party loggers and warnings listed in the module docstring to quiet."""
     for name, level in _LOGGER_LEVELS.items():
-        logging.getLogger(name).setLevel(level)
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not any(isinstance(rule, _AtLeast) for rule in logger.filters):
+            logger.addFilter(_AtLeast(level))
     for message in (r"`is_gradient_checkpointing` is deprecated", r"`past_key_values` is deprecated"):
         warnings.filterwarnings("ignore", message=message, category=FutureWarning)
 

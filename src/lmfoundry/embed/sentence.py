@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.paths import lmf_home
 from lmfoundry.plugins import require
+from lmfoundry.quiet import quiet_loading
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,7 +62,8 @@ class SentenceTransformerEmbedder:
             raise InvalidInputError(f"unknown embedder dtype {self.dtype!r} (known: {', '.join(_DTYPES)})")
         st = require("sentence_transformers", extra="rag", package="sentence-transformers")
         try:
-            self.model = st.SentenceTransformer(str(path), device="cpu")
+            with quiet_loading():
+                self.model = st.SentenceTransformer(str(path), device="cpu")
         except (OSError, ValueError) as exc:
             raise InvalidInputError(f"cannot load embedder from {path}: {exc}") from exc
         if self.dtype == "bfloat16":

@@ -97,7 +97,7 @@ def _read_text(path: Path) -> str:
 def default_calibration_text() -> str:
     """Python's language-reference topics minus everything the quality report scores on.
 
-    The report's held-out text is the topics in `quant_report.TOPICS`; calibrating on it would
+    The report's held-out text is the topics in `heldout.TOPICS`; calibrating on it would
     flatter the perplexity it measures. Other topics repeat parts of it (the "compound" topic
     holds the whole "if" statement section), so every paragraph that also occurs in the held-out
     text is dropped, not just the held-out topics themselves.

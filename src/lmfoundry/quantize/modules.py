@@ -3,11 +3,11 @@
 `quantize_model` swaps every `nn.Linear` (except skipped names and linears tied to an embedding)
 for a `QuantLinear` and reports what that saved, measured from the actual buffer bytes.
 `embeddings="int8"` (or nf4/fp4) also quantizes the input embedding and the output head
-(`quant_embedding.py`): a tied head shares the embedding's codes. `save_quantized` writes
+(`embedding.py`): a tied head shares the embedding's codes. `save_quantized` writes
 `model.safetensors` (codes, constants and the unquantized rest), `quantization.json` and the model
 config; `load_quantized` builds the skeleton with parameters on the `meta` device, swaps in empty
 quantized modules and assigns the (memory-mapped) saved tensors, so peak memory stays near the
-quantized size. The tensor-level formats live in `quant_blockwise.py`.
+quantized size. The tensor-level formats live in `blockwise.py`.
 """
 
 from __future__ import annotations

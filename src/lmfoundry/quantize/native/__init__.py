@@ -2,7 +2,7 @@
 
 `qgemv.c` reads the packed 4-bit (nf4/fp4) or int8 codes, looks each code up, scales it by its
 block's absmax and multiplies it into the input rows without ever building the fp32 weight. The
-torch band path (`quant_linear.matmul`) dequantizes a band with several tensor ops and then calls
+torch band path (`linear.matmul`) dequantizes a band with several tensor ops and then calls
 BLAS, which costs 10-30 fp32 GEMVs for one input row; this kernel is 5-13x faster than that for
 1-8 rows and beats it up to 64 rows (bench/qgemv.py).
 
@@ -186,7 +186,7 @@ def supports(layer: Any, rows: int) -> bool:
 def quant_matmul(layer: Any, x2d: torch.Tensor) -> torch.Tensor | None:
     """x2d @ W.T from a QuantLinear's codes, or None when the kernel is off, unbuilt or not applicable.
 
-    `layer` is a `quant_linear.QuantLinear`; its buffers and `x2d` ([M, in_features] fp32) must be
+    `layer` is a `QuantLinear` (`linear.quant_linear_class()`); its buffers and `x2d` ([M, in_features] fp32) must be
     on CPU, else None. Double-quantized absmax codes are decoded inside the kernel, block by block
     (undoing them with torch ops first would cost a third of a decode-sized matmul).
     """
