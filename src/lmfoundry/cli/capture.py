@@ -37,7 +37,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-
     if not Path(args.db).is_file():
         raise InvalidInputError(f"capture database not found: {args.db}")
     store = CaptureStore(args.db)

@@ -119,7 +119,6 @@ def _print_made(name: str, folder: Path, sizes: dict[str, int], paths: dict[str,
 
 
 def _load_tokenizer(name_or_path: str) -> Any:
-
     return load_tokenizer(name_or_path)
 
 

@@ -138,12 +138,10 @@ def _default_out(kind: str, task: str) -> Path:
 
 
 def _load_task(args: argparse.Namespace) -> Task:
-
     return load_task(args.task, data_dir=args.data_dir)
 
 
 def _evaluate(model_name: str, task: Task, args: argparse.Namespace, out: Path) -> EvalResult:
-
     model = load_model(model_name)
     price = DEFAULT_PRICE_PER_HOUR if args.price_per_hour is None else args.price_per_hour
     params = task.params.replace(**sampling_overrides(args))
@@ -228,7 +226,6 @@ def _maybe_report(args: argparse.Namespace, out: Path) -> dict[str, str]:
 
 
 def _gate(args: argparse.Namespace) -> int:
-
     report = check_gates(load_gates(args.gates), load_comparison(args.comparison))
     text = report.markdown()
     print(text, end="")
@@ -353,7 +350,6 @@ def _register_judge_agreement(commands: Any) -> None:
 
 
 def _judge_backend(args: argparse.Namespace, repeats: int) -> Any:
-
     overrides = sampling_overrides(args)
     overrides.pop("seed", None)
     defaults = SamplingParams(temperature=0.0 if repeats == 1 else 0.7, max_new_tokens=256)

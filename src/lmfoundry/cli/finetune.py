@@ -62,7 +62,6 @@ def register(subparsers: Any) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-
     config = load_finetune_config(args.config, args.overrides)
     try:
         summary = run_finetune(config, resume=args.resume, progress=not (args.no_progress or args.json))

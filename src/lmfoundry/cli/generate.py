@@ -73,7 +73,6 @@ def _prompt_for(model, args: argparse.Namespace):  # type: ignore[no-untyped-def
 
 
 def _generate(args: argparse.Namespace) -> int:
-
     overrides = sampling_overrides(args)
     SamplingParams().replace(**overrides)  # validate before loading the model
     model = _load(args)
@@ -89,7 +88,6 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-
     overrides = sampling_overrides(args)
     SamplingParams().replace(**overrides)
     model = _load(args)

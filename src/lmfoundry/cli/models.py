@@ -128,14 +128,12 @@ def _print_info(info: dict[str, Any]) -> None:
 
 
 def _rm(args: argparse.Namespace) -> int:
-
     folder = store.remove(args.name)
     print(f"removed {args.name} ({folder})")
     return 0
 
 
 def _create(args: argparse.Namespace) -> int:
-
     path = profile.create(args.name, args.file)
     print(f"created profile {args.name} ({path})")
     return 0

@@ -111,7 +111,6 @@ def _print_status(spec: PipelineSpec, rows: list[dict[str, Any]], server: Server
 
 
 def _stop(args: argparse.Namespace) -> int:
-
     record = stop_server(load_pipeline(args.pipeline).workdir)
     print(
         f"stopped the server at {record.url} (pid {record.pid})"

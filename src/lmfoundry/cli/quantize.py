@@ -219,7 +219,6 @@ def _track_quantize(
 def _build(
     args: argparse.Namespace, models: list[str], reference: str | None, console: Any
 ) -> tuple[list[dict[str, Any]], list[Path]]:
-
     settings = QualitySettings(tokens=args.tokens, window=args.window)
     with console.status("report") as status:
         rows = build_report(

@@ -191,7 +191,6 @@ def _qdrant_scope(args: argparse.Namespace, backend: str | None) -> contextlib.A
 
 
 def _store_backend(name: str) -> str | None:
-
     return next((s["backend"] for s in list_stores() if s["name"] == name), None)
 
 

@@ -219,7 +219,6 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _batch_dir(args: argparse.Namespace) -> Path | None:
-
     if args.batch_dir is None:
         return lmf_home() / "serve" / "batches"
     return None if args.batch_dir.lower() == "none" else Path(args.batch_dir)

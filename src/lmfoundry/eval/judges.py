@@ -57,7 +57,6 @@ class OpenAIJudge:
     _client: Any = field(default=None, init=False, repr=False)
 
     def complete(self, prompt: str, *, seed: int) -> str:
-
         if self._client is None:
             openai = require("openai", extra="client")
             self._client = openai.OpenAI(

@@ -83,7 +83,6 @@ def resolve(name: str) -> ResolvedModel:
 
 
 def _catalog_gguf(name: str) -> Path | None:
-
     return packaged_gguf(CATALOG[name], paths.lmf_home() / "gguf")
 
 

@@ -74,7 +74,6 @@ def tracking_uri(uri: str | None) -> Iterator[None]:
 
 
 def _is_fresh(stage: StageSpec, ctx: StageContext, outputs: dict[str, Any]) -> bool:
-
     check = stage_kind(stage.kind).fresh
     if check is None:
         return True
@@ -143,7 +142,6 @@ def _run_stage(
     display: PipelineDisplay,
     result: PipelineResult,
 ) -> StageResult:
-
     ctx.progress = display.start(stage.name)
     began = time.perf_counter()
     record: dict[str, Any] = {"status": "running", "key": key, "kind": stage.kind, "started": time.time()}

@@ -30,7 +30,6 @@ class RemoteModel:
         context_length: int = 2048,
         timeout_s: float = 300.0,
     ) -> None:
-
         openai = require("openai", extra="client")
         url = base_url.rstrip("/")
         self.client = openai.OpenAI(
@@ -51,7 +50,6 @@ class RemoteModel:
     def generate(
         self, prompt: str | list[Message], params: SamplingParams | None = None, **overrides: Any
     ) -> Any:
-
         params = (params or SamplingParams()).replace(**overrides)
         common: dict[str, Any] = {
             "model": self.name,

@@ -136,7 +136,6 @@ def _stage(item: Any, index: int, path: Path) -> StageSpec:
 
 
 def _check_stages(stages: list[StageSpec], path: Path) -> None:
-
     seen: set[str] = set()
     for stage in stages:
         where = f"{path}: stage {stage.name!r}"

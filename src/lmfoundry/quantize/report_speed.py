@@ -122,7 +122,6 @@ def _import_model_class(info: ModelInfo, transformers: Any) -> None:
 
 
 def _load_for_decode(info: ModelInfo, threads: int | None = None) -> Any:
-
     if info.kind == "bnb":
         model, tokenizer = load_bnb_nf4(info.spec.removeprefix(BNB_PREFIX))
         return LoadedModel(info.spec, TransformersBackend(model, tokenizer))

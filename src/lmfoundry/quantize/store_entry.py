@@ -164,7 +164,6 @@ def create_quantized(
 
 
 def _source_pre_tokenizer(manifest: store.Manifest | None) -> str | None:
-
     return source_pre_tokenizer(manifest.gguf) if manifest else None
 
 
@@ -183,7 +182,6 @@ def _write_torch_entry(
     embeddings: str | None = None,
     calibration: CalibrationSource | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-
     total_params = _count_params(model)
     emb = f", embeddings to {embeddings}" if embeddings else ""
     step(f"quantizing linear layers to {method}{' + double quant' if double_quant else ''}{emb}")
@@ -229,7 +227,6 @@ def _write_gguf_entry(
     threads: int | None,
     step: Step,
 ) -> tuple[Path, dict[str, Any]]:
-
     kind = method.removeprefix(GGUF_PREFIX)
     total_params = _count_params(model)
     step("writing the fp32 GGUF")

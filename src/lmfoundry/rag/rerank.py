@@ -65,7 +65,6 @@ def mmr(
 def mmr_rerank(
     index: RagIndex, query: str, hits: Sequence[Hit], k: int, lam: float = DEFAULT_MMR_LAMBDA
 ) -> list[Hit]:
-
     if not hits:
         return []
     query_vector = embed_texts(index.embedder, [query], use_cache=False, progress=False)[0]

@@ -64,7 +64,6 @@ class ServerState:
     _embedder_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def embedder(self) -> Any:
-
         with self._embedder_lock:
             if self._embedder is None:
                 self._embedder = load_embedder(self.options.embedder)

@@ -226,7 +226,6 @@ class BatchScheduler(_Loop):
     def __init__(
         self, model: Any, eos_ids: frozenset[int], *, max_batch: int = 16, max_queue: int = 64
     ) -> None:
-
         super().__init__(max_queue=max_queue, name="lmf-batch-scheduler")
         self.decoder = BatchedDecoder(model)
         self.eos_ids = eos_ids
@@ -300,7 +299,6 @@ class BatchScheduler(_Loop):
                 self.decoder.add(handle, kv, len(handle.prompt_ids), token, handle.adapter)
 
     def _sample(self, handle: Handle, logits: Any) -> int:
-
         if handle not in self._generators:
             params = handle.params
             self._generators[handle] = None if params.greedy else make_generator(params.seed)

@@ -90,7 +90,6 @@ class Generation:
     adapter: str | None
 
     def events(self) -> Iterator[StreamEvent]:
-
         return run_stream(_HandleBackend(self.model.runtime, self.handle), self.prompt_ids, self.params)  # type: ignore[arg-type]
 
     def cancel(self) -> None:

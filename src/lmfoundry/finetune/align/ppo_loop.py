@@ -185,7 +185,6 @@ class _Loop:
         append_metrics(self.run_dir / METRICS_FILE, record)
 
     def evaluate(self) -> None:
-
         if not self.eval_prompts:
             return
         rollout = ppo.sample(self.policy, self.eval_prompts, self.config.align, greedy=True)
@@ -199,7 +198,6 @@ class _Loop:
         self.write({"kind": "eval", "step": self.state.step, **{f"eval_{k}": v for k, v in stats.items()}})
 
     def step(self) -> dict[str, Any]:
-
         a, s = self.config.align, self.state
         prompts = train_loop.micro_batch(
             self.train_prompts, s.step, a.rollout_batch, self.config.training.seed

@@ -64,7 +64,6 @@ class PairReport:
 
 
 def render_pair(record: Mapping[str, Any], template: str, tokenizer: Any) -> tuple[str, str, str]:
-
     return render_preference(template, record, tokenizer)
 
 

@@ -130,7 +130,6 @@ def _read_csv(path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def _read_parquet(path: Path) -> Iterator[tuple[int, Any]]:
-
     parquet = require("pyarrow.parquet", extra="train", package="pyarrow")
     try:
         rows = parquet.read_table(path).to_pylist()

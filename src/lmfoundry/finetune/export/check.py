@@ -101,7 +101,6 @@ def agreement(reference: list[int], other: list[int]) -> float:
 
 
 def _hf_runner(model: Any, tokenizer: Any, name: str) -> Any:
-
     return LoadedModel(name, TransformersBackend(model, tokenizer))
 
 

@@ -58,7 +58,6 @@ def merge_to_store(path: str | Path, name: str, *, force: bool = False) -> Path:
 
 
 def _base_license(base: str) -> str:
-
     if store.is_pulled(base):
         return store.read_manifest(base).license
     return "unknown"

@@ -93,7 +93,6 @@ def peft_config(method: MethodConfig, model: Any, total_steps: int, task_type: s
 
 
 def _quantized_leaf_names(model: Any) -> set[str]:
-
     cls = quant_linear_class()
     return {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, cls)}
 

@@ -32,7 +32,6 @@ def files_digest(paths: list[Path]) -> str:
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-
     out = ctx.stage_dir / options.dataset
     ctx.progress.note(f"making {options.n} records")
     paths = make(options.dataset, n=options.n, seed=options.seed, out_dir=out, fractions=options.fractions)

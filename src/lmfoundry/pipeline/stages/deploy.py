@@ -41,7 +41,6 @@ def _adapter_root(ctx: StageContext, adapter: str) -> Path:
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-
     if not options.registry:
         raise InvalidInputError("deploy stage needs 'registry' (the registered model to serve)")
     version, pointer = registry.resolve(options.registry, options.alias)

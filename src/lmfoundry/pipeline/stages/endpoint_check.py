@@ -35,7 +35,6 @@ class Options:
 
 
 def _evaluated(ctx: StageContext, options: Options) -> tuple[Any, list[dict[str, Any]], Any]:
-
     folder = ctx.path(options.evaluation)
     try:
         results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
@@ -58,7 +57,6 @@ def _comparable(text: str) -> str:
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-
     if not (options.url and options.model and options.evaluation):
         raise InvalidInputError("smoke-test stage needs 'url', 'model' and 'evaluation'")
     task, records, params = _evaluated(ctx, options)

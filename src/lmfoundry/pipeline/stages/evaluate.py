@@ -50,7 +50,6 @@ class _Counting:
 
 
 def _evaluate(ctx: StageContext, options: Options, task: Any, adapter: str | None, side: str) -> Any:
-
     ctx.progress.note(f"{side}: loading")
     adapters = [str(ctx.path(adapter))] if adapter else None
     model = load_model(options.model, backend="transformers", adapters=adapters)
@@ -70,7 +69,6 @@ def _evaluate(ctx: StageContext, options: Options, task: Any, adapter: str | Non
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-
     task = load_task(options.task, data_dir=ctx.path(options.data_dir) if options.data_dir else None)
     n = min(len(task.examples), options.limit or len(task.examples))
     ctx.progress.total(2 * n, "generations")

@@ -46,7 +46,6 @@ class _StepProgress:
 
 
 def _config(ctx: StageContext, options: Options, out_dir: Path) -> Any:
-
     if not options.config:
         raise InvalidInputError("finetune stage needs 'config' (a configs/finetune/*.yaml file)")
     return load_finetune_config(ctx.path(options.config), [*options.overrides, f"output_dir={out_dir}"])
@@ -63,7 +62,6 @@ def accelerate_command(config_path: Path, overrides: list[str], options: Options
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-
     key = hashlib.sha256(repr((options.config, options.overrides)).encode()).hexdigest()[:10]
     out_dir = ctx.stage_dir / f"run-{key}"
     config = _config(ctx, options, out_dir)

@@ -26,7 +26,6 @@ class Options:
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-
     if not options.model or not options.name:
         raise InvalidInputError("quantize stage needs 'model' and 'name' (the new store entry)")
     store.validate_name(options.name)
@@ -47,7 +46,6 @@ def run(ctx: StageContext, options: Options) -> dict[str, Any]:
 
 
 def fresh(ctx: StageContext, outputs: dict[str, Any]) -> bool:
-
     return store.is_pulled(outputs["model"])
 
 

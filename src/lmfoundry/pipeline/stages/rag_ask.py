@@ -35,7 +35,6 @@ class Options:
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-
     if not (options.question and options.url and options.model):
         raise InvalidInputError("rag-ask stage needs 'question', 'url' and 'model'")
     tokenizer = None

@@ -25,7 +25,6 @@ class Options:
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-
     paths = [p if p.startswith(BUILTIN_PREFIX) else str(ctx.path(p)) for p in options.paths]
     ctx.progress.total(len(paths), "sources")
     report = index_paths(
@@ -39,7 +38,6 @@ def run(ctx: StageContext, options: Options) -> dict[str, Any]:
 
 
 def fresh(ctx: StageContext, outputs: dict[str, Any]) -> bool:
-
     return any(s["name"] == outputs["store"] for s in list_stores())
 
 

@@ -27,7 +27,6 @@ class Options:
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
-
     if not options.registry or not options.model:
         raise InvalidInputError("register stage needs 'registry' (registered model name) and 'model' (base)")
     adapter = str(ctx.path(options.adapter)) if options.adapter else None

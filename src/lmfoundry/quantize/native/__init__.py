@@ -72,7 +72,6 @@ def enabled() -> bool:
 
 
 def cache_dir() -> Path:
-
     return lmf_home() / "cache" / "kernels"
 
 
