@@ -12,7 +12,9 @@ from lmfoundry.cli.common import (
     print_result,
     sampling_overrides,
 )
-from lmfoundry.generate.engine import load_model
+from lmfoundry.generate.engine import LoadedModel, load_model
+from lmfoundry.prompts.apply import render_conversation, render_input
+from lmfoundry.prompts.registry import PromptRef, resolve_prompt
 from lmfoundry.types import Message, SamplingParams
 
 
@@ -30,6 +32,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", action="append", help="PEFT adapter directory (repeatable)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     parser.add_argument("--system", help="system prompt (chat mode)")
+    parser.add_argument(
+        "--prompt",
+        dest="prompt_template",
+        metavar="TEMPLATE",
+        help="a prompt template (NAME, NAME@VERSION or a YAML file) the input is put in (default: the profile's)",
+    )
     add_sampling_options(parser)
 
 
@@ -56,27 +64,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_chat)
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load(args: argparse.Namespace) -> LoadedModel:
     from rich.console import Console
 
     with Console(stderr=True).status(f"loading {args.model}..."):
         return load_model(args.model, backend=args.backend, adapters=args.adapter, threads=args.threads)
 
 
-def _prompt_for(model, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _template(model: LoadedModel, args: argparse.Namespace) -> PromptRef | None:
+    spec = args.prompt_template or model.prompt
+    return resolve_prompt(spec) if spec else None
 
+
+def _prompt_for(model: LoadedModel, args: argparse.Namespace) -> tuple[str | list[Message], tuple[str, ...]]:
+    """(prompt, extra stop strings) for the one input of `lmf generate`."""
     text = sys.stdin.read() if args.prompt == "-" else args.prompt
-    if args.raw or not model.runtime.has_chat_template():
-        return text
+    chat = not args.raw and model.has_chat_template()
+    ref = _template(model, args)
+    if ref is not None:
+        return render_input(ref, text, chat=chat)
+    if not chat:
+        return text, ()
     messages = [Message("system", args.system)] if args.system else []
-    return [*messages, Message("user", text)]
+    return [*messages, Message("user", text)], ()
 
 
 def _generate(args: argparse.Namespace) -> int:
     overrides = sampling_overrides(args)
     SamplingParams().replace(**overrides)  # validate before loading the model
     model = _load(args)
-    prompt = _prompt_for(model, args)
+    prompt, stop = _prompt_for(model, args)
+    if stop:
+        overrides["stop"] = [*overrides.get("stop", []), *stop]
     if args.json or args.no_stream:
         result = model.generate(prompt, **overrides)
         return print_result(args, result.to_dict(), lambda: print(result.text))
@@ -91,6 +110,7 @@ def _chat(args: argparse.Namespace) -> int:
     overrides = sampling_overrides(args)
     SamplingParams().replace(**overrides)
     model = _load(args)
+    template = _template(model, args)
     history: list[Message] = [Message("system", args.system)] if args.system else []
     interactive = sys.stdin.isatty()
     while True:
@@ -107,7 +127,8 @@ def _chat(args: argparse.Namespace) -> int:
             continue
         history.append(Message("user", line))
         reply = ""
-        for event in model.stream_events(history, **overrides):
+        conversation = render_conversation(template, history) if template else history
+        for event in model.stream_events(conversation, **overrides):
             reply += event.delta
             sys.stdout.write(event.delta)
             sys.stdout.flush()

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # command: (module in lmfoundry.cli, o
     "generate": ("generate", "generate a completion for one prompt"),
     "models": ("models", "list, pull, show, remove and create models in the local store"),
     "pipeline": ("pipeline", "run YAML pipelines: data -> finetune -> evaluate -> gate -> register -> deploy -> RAG"),
+    "prompts": ("prompts", "prompt templates: list, show, register versions, render one for a model"),
     "quantize": ("quantize", "quantize a model into the store (nf4/fp4/int8 or GGUF) and report size, quality, speed"),
     "rag": ("rag", "retrieval-augmented generation: index, search, ask with citations"),
     "registry": ("registry", "registered models: versions, the champion alias, promote and rollback"),

@@ -84,6 +84,8 @@ def compare_results(
         "n_boot": n_boot,
         "seed": seed,
         "metrics": metrics,
+        "outputs": _output_checks(champion_result, challenger_result),
+        "prompts": {"champion": champion_result.prompt, "challenger": challenger_result.prompt},
         "latency": _latency_diff(champion_result.latency, challenger_result.latency),
         "cost_per_1m_tokens": _pair(
             champion_result.latency.get("cost_per_1m_tokens"),
@@ -117,6 +119,12 @@ def _paired_ids(champion: EvalResult, challenger: EvalResult) -> list[str]:
             f"(only champion: {only_a}, only challenger: {only_b}); run both on the same task and --limit"
         )
     return a_ids
+
+
+def _output_checks(champion: EvalResult, challenger: EvalResult) -> dict[str, Any]:
+    """Empty, cut-at-start and truncated rates of both sides (gates read the champion's)."""
+    a, b = champion.output_checks(), challenger.output_checks()
+    return {key: _pair(a[key], b[key]) for key in ("empty_rate", "cut_at_start_rate", "truncated_rate")}
 
 
 def _latency_diff(champion: dict[str, Any], challenger: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,11 @@
 A relative gate uses the bootstrap CI lower bound, not the point estimate: `max_drop: 0.005` means
 "the challenger must not be worse by more than 0.005 with the comparison's confidence", so it
 fails when ci_low < -0.005. Noise on a small eval set therefore cannot slip a regression through.
+
+A relative gate also refuses a vacuous comparison: when more than `max_champion_empty_rate`
+(default 0.05) of the champion's outputs are empty, "not worse than the champion" means "not worse
+than a model that printed nothing", so the gate fails and says so. Evaluate the champion with a
+prompt it can answer (`lmf eval compare` picks the base model's best prompt by default).
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ class GateSpec(_Strict):
     """Challenger's 95th-percentile end-to-end seconds per request."""
     cost_per_1m_tokens: Limit | None = None
     """Challenger's USD per million generated tokens (from the price per hour and throughput)."""
+    max_champion_empty_rate: float = Field(default=0.05, ge=0, le=1)
+    """Relative gates fail when more of the champion's outputs than this are empty."""
 
     @model_validator(mode="after")
     def _not_empty(self) -> GateSpec:
@@ -107,7 +114,7 @@ class GateReport:
 def check_gates(spec: GateSpec, comparison: dict[str, Any]) -> GateReport:
     """Evaluate every gate in `spec`; a gate naming a metric the comparison lacks is an error."""
     checks = [_absolute(g, comparison) for g in spec.absolute]
-    checks += [_relative(g, comparison) for g in spec.relative]
+    checks += [_relative(g, comparison, spec.max_champion_empty_rate) for g in spec.relative]
     if spec.latency_p95_s is not None:
         value = _challenger(comparison, ("latency", "e2e_s_p95"))
         checks.append(_limit("latency p95 (s)", value, spec.latency_p95_s.max, "{:.3f}"))
@@ -141,13 +148,22 @@ def _absolute(gate: AbsoluteGate, comparison: dict[str, Any]) -> GateCheck:
     return GateCheck(gate.metric, "challenger " + " and ".join(rules), f"{value:.4f}", ok)
 
 
-def _relative(gate: RelativeGate, comparison: dict[str, Any]) -> GateCheck:
+def _relative(gate: RelativeGate, comparison: dict[str, Any], max_empty: float) -> GateCheck:
     m = _metric(comparison, gate.metric)
     ci_low, ci_high, diff = float(m["ci_low"]), float(m["ci_high"]), float(m["diff"])
+    name, rule = f"{gate.metric} vs champion", f"CI low >= -{gate.max_drop:g}"
+    empty = (comparison.get("outputs") or {}).get("empty_rate", {}).get("champion")
+    if empty is None:
+        value = "no champion empty rate in the comparison (written before lmfoundry counted them): re-run it"
+        return GateCheck(name, rule, value, False)
+    if empty > max_empty:
+        value = (
+            f"champion empty rate {empty:.2f} > {max_empty:g}: a comparison with a model that printed "
+            "nothing proves nothing (evaluate the champion with a prompt it can answer)"
+        )
+        return GateCheck(name, rule, value, False)
     value = f"diff {diff:+.4f} [{ci_low:+.4f}, {ci_high:+.4f}]"
-    return GateCheck(
-        f"{gate.metric} vs champion", f"CI low >= -{gate.max_drop:g}", value, ci_low >= -gate.max_drop
-    )
+    return GateCheck(name, rule, value, ci_low >= -gate.max_drop)
 
 
 def _limit(name: str, value: float | None, maximum: float, fmt: str) -> GateCheck:

@@ -7,13 +7,15 @@ scripts or network. `report.json` beside it holds the same numbers for machines.
 Input is a folder written by `lmf eval run` (results.json + outputs.jsonl) or `lmf eval compare`
 (comparison.json + champion/ + challenger/); a `judge.json` from `lmf eval judge --out` in the
 same folder adds a judge section.
+
+Before any score the report says what was asked (each side's prompt, and for a comparison how
+the baseline prompt was chosen) and what came back (empty, cut-at-start and truncated outputs),
+because a score over outputs that say nothing measures the prompt, not the model. Files written
+before these were recorded show "n/a".
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import math
 import time
@@ -24,7 +26,21 @@ from typing import TYPE_CHECKING, Any
 
 from lmfoundry.errors import LmfError
 from lmfoundry.eval.compare import load_comparison
-from lmfoundry.eval.evaluate import EvalResult
+from lmfoundry.eval.evaluate import EvalResult, ExampleOutput
+from lmfoundry.eval.report_html import (
+    COLORS,
+    CSS,
+    EMPTY_WARNING_RATE,
+    count_of,
+    empty_warning,
+    esc,
+    field,
+    fmt_num,
+    html_table,
+    img_tag,
+    prompt_label,
+    shots_label,
+)
 from lmfoundry.fsutil import atomic_write_text
 
 if TYPE_CHECKING:
@@ -40,20 +56,8 @@ LATENCY_ROWS = (
     ("e2e_s", "end-to-end (s)"),
     ("tokens_per_s", "tokens/s"),
 )
-COLORS = ("#4c72b0", "#dd8452")
-
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
- color:#222;padding:0 1rem;line-height:1.4}
-h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}
-.meta{color:#666;font-size:.9rem}table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
-th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:left}th{background:#f4f4f4}
-td.num{text-align:right;font-variant-numeric:tabular-nums}.pos{color:#1a7f37}.neg{color:#c62828}
-img{max-width:100%;height:auto;display:block;margin:.6rem 0}
-details{border:1px solid #ddd;border-radius:4px;margin:.3rem 0;padding:.3rem .6rem}
-summary{cursor:pointer}pre{white-space:pre-wrap;background:#f8f8f8;padding:.5rem;margin:.2rem 0;
- max-height:20rem;overflow:auto}.label{font-weight:600;margin-top:.4rem}.note{color:#666;font-size:.9rem}
-"""
+CHECKS = (("empty", "empty"), ("cut_at_start", "cut at start"), ("truncated", "truncated"))
+CHECK_KEYS = ("empty_rate", "cut_at_start_rate", "truncated_rate", "counts")
 
 
 @dataclass
@@ -66,13 +70,30 @@ class ReportData:
     """{"run": result} or {"champion": ..., "challenger": ...}."""
     comparison: dict[str, Any] | None = None
     judge: dict[str, Any] | None = None
+    checked: set[str] | None = None
+    """Runs whose files recorded output checks (None: all of them); older files show n/a."""
+
+    def output_checks(self, name: str) -> dict[str, Any] | None:
+        """A run's empty/cut-at-start/truncated counts and rates; None when its files predate them
+        (their outputs carry no flags, so counting them would claim zero, not "unknown")."""
+        if self.checked is not None and name not in self.checked:
+            return None
+        return self.runs[name].output_checks()
+
+    def prompt_search(self) -> dict[str, Any] | None:
+        """`comparison.json`'s record of how each side's baseline prompt was chosen, if any."""
+        search = (self.comparison or {}).get("prompt_search")
+        return search if isinstance(search, dict) else None
 
     def to_json(self) -> dict[str, Any]:
         """The report's numbers (no per-example text) for `report.json`."""
         return _finite(
             {
                 "kind": self.kind,
-                "runs": {name: r.summary() for name, r in self.runs.items()},
+                "runs": {name: self._run_summary(name) for name in self.runs},
+                "prompts": {name: r.prompt or None for name, r in self.runs.items()},
+                "output_checks": {name: self.output_checks(name) for name in self.runs},
+                "prompt_search": self.prompt_search(),
                 "per_example_scores": {
                     name: {o.id: o.scores for o in r.outputs} for name, r in self.runs.items()
                 },
@@ -80,6 +101,12 @@ class ReportData:
                 "judge": _judge_summary(self.judge),
             }
         )
+
+    def _run_summary(self, name: str) -> dict[str, Any]:
+        summary = self.runs[name].summary()
+        if self.output_checks(name) is None:
+            summary.update(dict.fromkeys(CHECK_KEYS))
+        return summary
 
 
 def load_report_data(path: str | Path) -> ReportData:
@@ -91,9 +118,11 @@ def load_report_data(path: str | Path) -> ReportData:
     judge = _read_judge(folder / "judge.json")
     if (folder / "comparison.json").is_file():
         runs = {name: EvalResult.load(folder / name) for name in ("champion", "challenger")}
-        return ReportData("compare", runs, load_comparison(folder / "comparison.json"), judge)
+        checked = {name for name in runs if _records_checks(folder / name)}
+        return ReportData("compare", runs, load_comparison(folder / "comparison.json"), judge, checked)
     if (folder / "results.json").is_file():
-        return ReportData("run", {"run": EvalResult.load(folder)}, None, judge)
+        checked = {"run"} if _records_checks(folder) else set()
+        return ReportData("run", {"run": EvalResult.load(folder)}, None, judge, checked)
     raise LmfError(f"{folder} has neither results.json (a run) nor comparison.json (a comparison)")
 
 
@@ -116,8 +145,11 @@ def render_html(data: ReportData) -> str:
         else f"{first.task}: {first.model}"
     )
     sections = [
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="meta">{len(first.outputs)} examples &middot; generated {_e(time.strftime("%Y-%m-%d %H:%M:%S"))}</p>',
+        f"<h1>{esc(title)}</h1>",
+        f'<p class="meta">{len(first.outputs)} examples &middot; generated {esc(time.strftime("%Y-%m-%d %H:%M:%S"))}</p>',
+        _asked_section(data),
+        _checks_section(data),
+        _search_section(data.prompt_search()),
         _scores_section(data),
         _latency_section(data),
         _judge_section(data.judge),
@@ -127,7 +159,7 @@ def render_html(data: ReportData) -> str:
     body = "\n".join(s for s in sections if s)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
+        f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n"
     )
 
 
@@ -135,17 +167,85 @@ def render_html(data: ReportData) -> str:
 # Sections
 
 
+def _asked_section(data: ReportData) -> str:
+    """Each side's prompt: a score is a score of a model *and* the prompt it was asked with."""
+    recorded = (data.comparison or {}).get("prompts") or {}
+    rows = []
+    for name, result in data.runs.items():
+        prompt = result.prompt or recorded.get(name) or {}
+        details = (fmt_num(prompt.get(key)) for key in ("source", "form", "shots", "selection"))
+        rows.append([esc(name), esc(prompt_label(prompt)), *details])
+    return "<h2>What was asked</h2>" + html_table(
+        ["", "prompt", "source", "form", "shots", "selection"], rows
+    )
+
+
+def _checks_section(data: ReportData) -> str:
+    """Empty, cut-at-start and truncated outputs per side, and a warning where emptiness is common."""
+    rows, warnings = [], []
+    for name, result in data.runs.items():
+        checks, total = data.output_checks(name), len(result.outputs)
+        if checks is None:
+            rows.append([esc(name), "n/a", "n/a", "n/a"])
+            continue
+        rows.append([esc(name), *(count_of(checks["counts"][key], total) for key, _ in CHECKS)])
+        if checks["empty_rate"] > EMPTY_WARNING_RATE:
+            warnings.append(empty_warning(checks["counts"]["empty"], total, name))
+    note = (
+        '<p class="note">Empty: nothing left once stop strings and whitespace are removed; cut at start: '
+        "a stop string came first (the model answered in a format the prompt did not expect); truncated: "
+        "the length limit ended the answer; n/a: the result was written before these checks existed.</p>"
+    )
+    header = ["", *(label for _, label in CHECKS)]
+    return "<h2>What came back</h2>" + "".join(warnings) + html_table(header, rows) + note
+
+
+def _search_section(search: dict[str, Any] | None) -> str:
+    """How each side's baseline prompt was chosen, so a beaten baseline can be judged a fair one."""
+    if not search:
+        return ""
+    parts = []
+    for side, found in search.items():
+        if not isinstance(found, dict):
+            parts.append(f'<p class="note">{esc(side)}: its prompt was not searched (n/a).</p>')
+        elif not found.get("chosen_on"):
+            parts.append(f'<p class="note">{esc(side)}: {esc(found.get("note") or "no search")}.</p>')
+        else:
+            parts.append(_search_table(side, found))
+    return "<h2>How the baseline prompt was chosen</h2>" + "".join(parts)
+
+
+def _search_table(side: str, found: dict[str, Any]) -> str:
+    rows = []
+    for candidate in found.get("candidates") or []:
+        prompt = candidate.get("prompt") or {}
+        won = prompt == found.get("winner")
+        rows.append(
+            [("<b>&#9733; " if won else "") + esc(shots_label(prompt)) + ("</b>" if won else ""),
+             esc(prompt_label(prompt)), fmt_num(candidate.get("score")), fmt_num(candidate.get("empty_rate")),
+             fmt_num(candidate.get("truncated_rate")), "chosen" if won else ""]
+        )  # fmt: skip
+    margin = found.get("margin")
+    by = f", ahead by {margin:+.4f}" if isinstance(margin, int | float) else ""
+    note = (
+        f'<p class="note">{esc(side)}: chosen on {esc(found["chosen_on"])} by '
+        f"{esc(found.get('metric', '?'))}{by} (&#9733; marks the winner).</p>"
+    )
+    header = ["candidate", "prompt", "score", "empty rate", "truncated rate", ""]
+    return note + html_table(header, rows)
+
+
 def _scores_section(data: ReportData) -> str:
     if data.kind == "run":
-        rows = [[_e(k), _num(v)] for k, v in data.runs["run"].aggregates.items()]
-        return "<h2>Scores</h2>" + _table(["metric", "mean"], rows)
+        rows = [[esc(k), fmt_num(v)] for k, v in data.runs["run"].aggregates.items()]
+        return "<h2>Scores</h2>" + html_table(["metric", "mean"], rows)
     assert data.comparison is not None
     confidence = data.comparison.get("confidence", 0.95)
     rows = []
     for name, m in data.comparison["metrics"].items():
         css = "pos" if m["ci_low"] > 0 else "neg" if m["ci_high"] < 0 else ""
         rows.append(
-            [_e(name), _num(m["champion"]), _num(m["challenger"]),
+            [esc(name), fmt_num(m["champion"]), fmt_num(m["challenger"]),
              f'<span class="{css}">{m["diff"]:+.4f}</span>',
              f"[{m['ci_low']:+.4f}, {m['ci_high']:+.4f}]", f"{m['wins']}/{m['ties']}/{m['losses']}"]
         )  # fmt: skip
@@ -156,9 +256,9 @@ def _scores_section(data: ReportData) -> str:
     )
     return (
         "<h2>Champion vs challenger</h2>"
-        + _table(header, rows)
+        + html_table(header, rows)
         + note
-        + _img(_ci_figure(data.comparison), "CI bars")
+        + img_tag(_ci_figure(data.comparison), "CI bars")
     )
 
 
@@ -166,22 +266,22 @@ def _latency_section(data: ReportData) -> str:
     names = list(data.runs)
     many = len(names) > 1
     rows = [
-        [f"{label} &middot; {_e(name)}" if many else label,
-         *(_num(data.runs[name].latency[key][stat]) for stat in ("mean", "p50", "p95", "p99"))]
+        [f"{label} &middot; {esc(name)}" if many else label,
+         *(fmt_num(data.runs[name].latency[key][stat]) for stat in ("mean", "p50", "p95", "p99"))]
         for key, label in LATENCY_ROWS
         for name in names
     ]  # fmt: skip
     totals = [
-        [label, *(_num(data.runs[n].latency.get(key)) for n in names)]
+        [label, *(fmt_num(data.runs[n].latency.get(key)) for n in names)]
         for key, label in (("throughput_tokens_per_s", "throughput (tokens/s)"),
                            ("price_per_hour", "price per hour (USD)"),
                            ("cost_per_1m_tokens", "cost per 1M tokens (USD)"))
     ]  # fmt: skip
-    figure = _img(_latency_figure(data), "latency histograms")
+    figure = img_tag(_latency_figure(data), "latency histograms")
     return (
         "<h2>Latency and cost</h2>"
-        + _table(["", "mean", "p50", "p95", "p99"], rows)
-        + _table(["", *names], totals)
+        + html_table(["", "mean", "p50", "p95", "p99"], rows)
+        + html_table(["", *names], totals)
         + figure
     )
 
@@ -190,26 +290,29 @@ def _judge_section(judge: dict[str, Any] | None) -> str:
     if not judge:
         return ""
     summary = judge["summary"]
-    rows = [[_e(k), _num(v) if not isinstance(v, dict) else _e(json.dumps(v))] for k, v in summary.items()]
+    rows = [
+        [esc(k), fmt_num(v) if not isinstance(v, dict) else esc(json.dumps(v))] for k, v in summary.items()
+    ]
     variance = judge.get("variance", {})
     rows += [
-        [f"{judge['headline']} across {judge['repeats']} repeats: {k}", _num(v)] for k, v in variance.items()
+        [f"{judge['headline']} across {judge['repeats']} repeats: {k}", fmt_num(v)]
+        for k, v in variance.items()
     ]
     who = (
-        f" ({_e(judge.get('model_a', 'a'))} = a, {_e(judge.get('model_b', 'b'))} = b)"
+        f" ({esc(judge.get('model_a', 'a'))} = a, {esc(judge.get('model_b', 'b'))} = b)"
         if judge["mode"] == "pairwise"
         else ""
     )
     note = (
-        f'<p class="note">Judge: {_e(judge.get("judge", "?"))}{who}. Unparseable judgments '
+        f'<p class="note">Judge: {esc(judge.get("judge", "?"))}{who}. Unparseable judgments '
         f"({judge['n_unparseable']}) are counted and excluded from the means.</p>"
     )
-    return f"<h2>Judge ({_e(judge['mode'])})</h2>" + note + _table(["", "value"], rows)
+    return f"<h2>Judge ({esc(judge['mode'])})</h2>" + note + html_table(["", "value"], rows)
 
 
 def _distribution_section(data: ReportData) -> str:
     figure = _distribution_figure(data)
-    return "<h2>Score distributions</h2>" + _img(figure, "score distributions") if figure else ""
+    return "<h2>Score distributions</h2>" + img_tag(figure, "score distributions") if figure else ""
 
 
 def _examples_section(data: ReportData) -> str:
@@ -218,20 +321,25 @@ def _examples_section(data: ReportData) -> str:
     first = data.runs[names[0]].outputs
     blocks = []
     for output in first[:MAX_EXAMPLES]:
-        parts = [_field("input", output.input), _field("reference", output.reference)]
+        parts = [field("input", output.input), field("reference", output.reference)]
         headline = []
         for name in names:
             o = by_name[name].get(output.id)
             if o is None:
                 continue
             label = "output" if len(names) == 1 else f"{name} output"
-            parts.append(_field(label, o.output))
-            parts.append(_table(["score", "value"], [[_e(k), _num(v)] for k, v in o.scores.items()]))
-            parts.append(f'<p class="note">{_e(name)}: {o.latency.get("total_s", 0):.3f}s, '
-                         f'{int(o.latency.get("completion_tokens", 0))} tokens</p>')  # fmt: skip
+            marks = output_marks(o)
+            if marks:
+                parts.append(f'<p class="warn">{esc(label)}: {esc(", ".join(marks))}</p>')
+            parts.append(field(label, o.output))
+            parts.append(html_table(["score", "value"], [[esc(k), fmt_num(v)] for k, v in o.scores.items()]))
+            parts.append(f'<p class="note">{esc(name)}: {o.latency.get("total_s", 0):.3f}s, '
+                         f'{int(o.latency.get("completion_tokens", 0))} tokens, finish: {esc(o.finish_reason)}, '
+                         f'{o.shots} shots</p>')  # fmt: skip
             scores = " ".join(f"{k}={v:.3f}" for k, v in list(o.scores.items())[:3])
+            scores += f" [{', '.join(marks)}]" if marks else ""
             headline.append(f"{name}: {scores}" if len(names) > 1 else scores)
-        summary = f"<summary><b>{_e(output.id)}</b> &mdash; {_e(' | '.join(headline))}</summary>"
+        summary = f"<summary><b>{esc(output.id)}</b> &mdash; {esc(' | '.join(headline))}</summary>"
         blocks.append(f"<details>{summary}{''.join(parts)}</details>")
     more = len(first) - MAX_EXAMPLES
     tail = f'<p class="note">{more} more examples are in outputs.jsonl.</p>' if more > 0 else ""
@@ -313,50 +421,13 @@ def _span(values: Sequence[float]) -> tuple[float, float]:
     return low - pad, high + pad
 
 
-def figure_data_uri(figure: Figure) -> str:
-    """PNG bytes of a matplotlib Figure as a `data:` URI (Figure renders with Agg, no pyplot)."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 # ---------------------------------------------------------------------------------------------
 # Helpers
 
 
-def _img(figure: Figure, alt: str) -> str:
-    return f'<img alt="{_e(alt)}" src="{figure_data_uri(figure)}">'
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Cells are HTML already (callers escape text with `_e`); the header is escaped here."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _cell(content: str) -> str:
-    numeric = content[:1].isdigit() or content[:1] in "-+" and content[1:2].isdigit()
-    return f'<td class="num">{content}</td>' if numeric else f"<td>{content}</td>"
-
-
-def _field(label: str, text: str) -> str:
-    return f'<div class="label">{_e(label)}</div><pre>{_e(text)}</pre>'
-
-
-def _num(value: Any) -> str:
-    """Numbers for humans; None (and a non-finite value, which should never appear) as 'n/a'."""
-    if isinstance(value, bool) or value is None:
-        return "n/a" if value is None else str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.4f}" if math.isfinite(value) else "n/a"
-    return _e(str(value))
-
-
-def _e(text: str) -> str:
-    return html.escape(str(text), quote=True)
+def output_marks(output: ExampleOutput) -> list[str]:
+    """The checks an output failed, for the drill-down (an empty output is not a wrong answer)."""
+    return [label for key, label in CHECKS if getattr(output, key)]
 
 
 def _read_judge(path: Path) -> dict[str, Any] | None:
@@ -369,6 +440,14 @@ def _read_judge(path: Path) -> dict[str, Any] | None:
     if not isinstance(data, dict) or "summary" not in data or "mode" not in data:
         raise LmfError(f"{path}: not a judge result (write one with `lmf eval judge --out`)")
     return data
+
+
+def _records_checks(folder: Path) -> bool:
+    """Whether the run's results.json has output checks (files written before them do not)."""
+    try:
+        return "empty_rate" in json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _judge_summary(judge: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
-"""Evaluation tasks: examples + prompt template + generation settings + metric names.
+"""Evaluation tasks: examples + the prompt a model used as it comes gets + generation settings +
+metric names.
 
 Built-in: `dialogsum-synthetic` (dialogue summarization, ROUGE), `closed-book-qa` (30 short
 factual questions, exact match + token F1) and `jsonl:PATH` (your own `input`/`reference` records).
@@ -14,38 +15,51 @@ from lmfoundry import plugins
 from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.eval.closed_book_qa import QUESTIONS
 from lmfoundry.eval.metrics import check_metric_names
-from lmfoundry.finetune.data.templates import render_prompt
 from lmfoundry.fsutil import read_jsonl
 from lmfoundry.paths import lmf_home
 from lmfoundry.types import Example, SamplingParams
 
-INPUT_SLOT = "{input}"
-
 
 @dataclass(frozen=True)
 class Task:
-    """What to ask, how to generate, and how to score it."""
+    """What to ask, how to generate, and how to score it.
+
+    How each example is put to a model is not the task's business alone: a model used as it comes
+    gets the task's prompt (`prompt`, a built-in or registered template) through its chat
+    template, a fine-tuned run gets the template it was trained with (`training_record` gives the
+    example in training-record form). `data_dir`'s train split is the pool of demonstrations for
+    few-shot prompts and its validation split is where prompts are compared (never the test split).
+    """
 
     name: str
     examples: tuple[Example, ...]
-    template: str
-    """Prompt text; `{input}` is replaced by the example's input (no other braces are special)."""
     params: SamplingParams
     metrics: tuple[str, ...]
-
-    def prompt(self, example: Example) -> str:
-        return self.template.replace(INPUT_SLOT, example.input)
+    prompt: str = "instruct"
+    """The prompt template a model used as it comes gets (`lmfoundry.prompts`)."""
+    data_dir: Path | None = None
+    """Folder with train/validation/test splits (dialogsum-synthetic), else None."""
+    record_format: str = "instruction"
+    """How an example becomes a training record: `summarization` or `instruction`."""
+    primary_metric: str = "token_f1"
+    """The aggregate that ranks prompts when the strongest baseline is searched for."""
 
     @staticmethod
     def references(example: Example) -> list[str]:
         """The reference plus any other accepted answers in `metadata["answers"]`."""
         return [example.reference, *example.metadata.get("answers", ())]
 
+    def training_record(self, example: Example) -> dict[str, Any]:
+        """The example as a fine-tuning record without its answer (for the run's training template)."""
+        if self.record_format == "summarization":
+            return {"id": example.id, "dialogue": example.input, "summary": "", "topic": ""}
+        return {"instruction": example.input, "input": "", "output": ""}
 
-def dialogsum_prompt(dialogue: str) -> str:
-    """The fine-tuning `summarize` template's prompt, so evaluation asks exactly what training taught."""
-
-    return render_prompt("summarize", {"id": "eval", "dialogue": dialogue, "summary": "-", "topic": ""})
+    def split(self, name: str) -> tuple[Example, ...]:
+        """The examples of another split of the task's data (`train`, `validation`); () if none."""
+        if self.data_dir is None or not (Path(self.data_dir) / f"{name}.jsonl").is_file():
+            return ()
+        return _dialogsum_examples(Path(self.data_dir) / f"{name}.jsonl")
 
 
 def default_dialogsum_dir() -> Path:
@@ -54,7 +68,22 @@ def default_dialogsum_dir() -> Path:
 
 def dialogsum_task(data_dir: str | Path | None = None) -> Task:
     """`test.jsonl` records `{id, dialogue, summary, topic}` from `data_dir` (default under $LMF_HOME)."""
-    path = Path(data_dir or default_dialogsum_dir()) / "test.jsonl"
+    folder = Path(data_dir or default_dialogsum_dir())
+    if data_dir is None and not (folder / "test.jsonl").is_file():
+        raise LmfError(f"no data at {folder}: run `lmf data make dialogsum-synthetic`, or pass --data-dir")
+    return Task(
+        name="dialogsum-synthetic",
+        examples=_dialogsum_examples(folder / "test.jsonl"),
+        params=SamplingParams(temperature=0.0, max_new_tokens=96),
+        metrics=("rouge",),
+        prompt="dialogsum-summary",
+        data_dir=folder,
+        record_format="summarization",
+        primary_metric="rougeL",
+    )
+
+
+def _dialogsum_examples(path: Path) -> tuple[Example, ...]:
     examples = []
     for line_no, record in _read_jsonl(path):
         fields = _require_fields(record, ("id", "dialogue", "summary"), path, line_no)
@@ -66,13 +95,7 @@ def dialogsum_task(data_dir: str | Path | None = None) -> Task:
                 metadata={"topic": record.get("topic", "")},
             )
         )
-    return Task(
-        name="dialogsum-synthetic",
-        examples=_unique(examples, path),
-        template=dialogsum_prompt(INPUT_SLOT),
-        params=SamplingParams(temperature=0.0, max_new_tokens=96, stop=("###",)),
-        metrics=("rouge",),
-    )
+    return _unique(examples, path)
 
 
 def closed_book_qa_task() -> Task:
@@ -83,9 +106,9 @@ def closed_book_qa_task() -> Task:
     return Task(
         name="closed-book-qa",
         examples=examples,
-        template="Answer the question with a few words.\n\nQuestion: {input}\nAnswer:",
-        params=SamplingParams(temperature=0.0, max_new_tokens=16, stop=("\n",)),
+        params=SamplingParams(temperature=0.0, max_new_tokens=16),
         metrics=("exact_match", "token_f1"),
+        prompt="closed-book-qa",
     )
 
 
@@ -99,12 +122,13 @@ def jsonl_task(path: str | Path, metrics: tuple[str, ...] = ("exact_match", "tok
         metadata = {k: v for k, v in record.items() if k not in ("id", "input", "reference")}
         example_id = str(record.get("id", f"line-{line_no}"))
         examples.append(Example(example_id, fields["input"], fields["reference"], metadata))
+    primary = "rougeL" if "rouge" in metrics else metrics[0] if metrics else "token_f1"
     return Task(
         name=f"jsonl:{path}",
         examples=_unique(examples, path),
-        template=INPUT_SLOT,
         params=SamplingParams(temperature=0.0, max_new_tokens=128),
         metrics=metrics,
+        primary_metric=primary,
     )
 
 

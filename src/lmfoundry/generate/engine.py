@@ -30,6 +30,8 @@ class GenerationResult:
     total_s: float
     backend: str
     token_ids: list[int] = field(default_factory=list)
+    stopped_by: str | None = None
+    """The stop string that ended the text (None for EOS or the length limit)."""
 
     @property
     def tokens_per_s(self) -> float:
@@ -82,7 +84,7 @@ def run_stream(backend: Backend, prompt_ids: list[int], params: SamplingParams) 
     first_token_at: float | None = None
     generated: list[int] = []
     produced = 0
-    text, emitted, finish = "", 0, "length"
+    text, emitted, finish, stopped_by = "", 0, "length", None
     stream = backend.token_stream(prompt_ids, params)
     try:
         for token in stream:
@@ -93,8 +95,9 @@ def run_stream(backend: Backend, prompt_ids: list[int], params: SamplingParams) 
                 break
             generated.append(token)
             text = backend.decode(generated)
-            cut = min((i for i in (text.find(s) for s in params.stop) if i >= 0), default=-1)
-            if cut >= 0:
+            found = [(text.find(s), s) for s in params.stop if s and s in text]
+            if found:
+                cut, stopped_by = min(found)
                 text, finish = text[:cut], "stop"
                 break
             safe_end = len(text) - _held_back(text, params.stop)
@@ -115,6 +118,7 @@ def run_stream(backend: Backend, prompt_ids: list[int], params: SamplingParams) 
         total_s=end - start,
         backend=backend.name,
         token_ids=generated,
+        stopped_by=stopped_by,
     )
     yield StreamEvent(text[emitted:], result)
 
@@ -129,11 +133,14 @@ class LoadedModel:
         *,
         defaults: SamplingParams | None = None,
         system: str | None = None,
+        prompt: str | None = None,
     ) -> None:
         self.name = name
         self.runtime = backend
         self.defaults = defaults or SamplingParams()
         self.system = system
+        self.prompt = prompt
+        """A profile's prompt template spec (applied by `lmf generate/chat` and the server)."""
 
     @property
     def backend(self) -> str:
@@ -149,6 +156,13 @@ class LoadedModel:
 
     def count_tokens(self, text: str) -> int:
         return len(self.runtime.encode(text))
+
+    def has_chat_template(self) -> bool:
+        return bool(self.runtime.has_chat_template())
+
+    def count_prompt_tokens(self, prompt: str | list[Message]) -> int:
+        """Tokens of the prompt as the model gets it (a message list through its chat template)."""
+        return len(self.prompt_ids(prompt))
 
     def prompt_ids(self, prompt: str | list[Message]) -> list[int]:
         """Raw text is tokenized as is; a message list goes through the chat template."""
@@ -236,4 +250,5 @@ def load_model(
         runtime,
         defaults=profile.sampling() if profile else None,
         system=profile.system if profile else None,
+        prompt=profile.prompt if profile else None,
     )

@@ -6,6 +6,7 @@ system: You are a concise assistant.
 chat_template: null          # a Jinja template string to override the model's own
 parameters: {temperature: 0.2, max_new_tokens: 128}
 adapters: [runs/lora-dialogsum/adapter]
+prompt: dialogsum-summary     # a prompt template (`lmf prompts list`), NAME@VERSION or a YAML file
 ```
 `lmf models create NAME -f profile.yaml` stores it; NAME then works wherever a model name does.
 """
@@ -41,6 +42,8 @@ class Profile:
     """PEFT adapter directories applied on top of the base (transformers backend)."""
     backend: str | None = None
     """Force a backend (transformers or llama_cpp)."""
+    prompt: str | None = None
+    """A prompt template (NAME, NAME@VERSION or a YAML file) applied to every request."""
 
     def sampling(self) -> SamplingParams:
         return SamplingParams().replace(**self.parameters)

@@ -47,6 +47,15 @@ class RemoteModel:
             return len(self.tokenizer.encode(text, add_special_tokens=False))
         return len(text) // 2 + 1  # bytes-ish upper bound: never overfills the context
 
+    def has_chat_template(self) -> bool:
+        """The server renders chat requests with its model's template (and says so if it has none)."""
+        return True
+
+    def count_prompt_tokens(self, prompt: str | list[Message]) -> int:
+        if isinstance(prompt, str):
+            return self.count_tokens(prompt)
+        return sum(self.count_tokens(m.content) + 8 for m in prompt)  # + role and template markup
+
     def generate(
         self, prompt: str | list[Message], params: SamplingParams | None = None, **overrides: Any
     ) -> Any:

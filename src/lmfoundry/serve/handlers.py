@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from lmfoundry.embed.sentence import load_embedder
 from lmfoundry.errors import InvalidInputError, LmfError, ModelNotFoundError
+from lmfoundry.prompts.apply import render_conversation, render_input
+from lmfoundry.prompts.registry import PromptRef, resolve_prompt
 from lmfoundry.serve import openai_format as fmt
 from lmfoundry.serve.adapter_pool import (
     AdapterBusyError,
@@ -62,6 +64,24 @@ class ServerState:
     """Optional request/response recorder with `.record(endpoint, request, response, ...)`."""
     _embedder: Any = None
     _embedder_lock: threading.Lock = field(default_factory=threading.Lock)
+    _templates: dict[str, PromptRef] = field(default_factory=dict)
+    """Prompt templates resolved once per server (a bare NAME means its latest version at first use)."""
+
+    def template(self, requested: str | None) -> PromptRef | None:
+        """The request's prompt template, else the served profile's, else None."""
+        spec = requested or self.served.loaded.prompt
+        if spec is None:
+            return None
+        if spec not in self._templates:
+            if spec.endswith((".yaml", ".yml")) and requested:
+                raise bad_request(
+                    "prompt_template names a registered or built-in template, not a file", "prompt_template"
+                )
+            try:
+                self._templates[spec] = resolve_prompt(spec)
+            except LmfError as exc:
+                raise bad_request(f"prompt_template: {exc}", "prompt_template") from exc
+        return self._templates[spec]
 
     def embedder(self) -> Any:
         with self._embedder_lock:
@@ -210,7 +230,12 @@ async def chat_completions(
 ) -> dict[str, Any] | AsyncIterator[str]:
     adapter = resolve_model(state, req.model)
     params = sampling_params(state, req)
-    prompt_ids = state.served.prompt_ids(chat_messages(req))
+    messages = chat_messages(req)
+    template = state.template(req.prompt_template)
+    if template is not None:
+        messages = render_conversation(template, messages)
+        params = params.replace(stop=(*params.stop, *template.template.stop))
+    prompt_ids = state.served.prompt_ids(messages)
     generations = await start_choices(state, prompt_ids, params, adapter, req.n)
     rid, created = fmt.new_id("chatcmpl"), fmt.now()
     if req.stream:
@@ -233,6 +258,7 @@ async def completions(state: ServerState, req: CompletionRequest) -> dict[str, A
         raise bad_request(
             f"prompts x n = {len(prompts) * req.n} exceeds this server's limit of {state.options.max_n}", "n"
         )
+    prompts, params = _templated(state, req, prompts, params)
     all_ids = [state.served.prompt_ids(p) for p in prompts]
     generations: list[Generation] = []
     try:
@@ -260,6 +286,21 @@ async def completions(state: ServerState, req: CompletionRequest) -> dict[str, A
     body = fmt.text_completion(rid, req.model, created, choices, usage, logprobs)
     _capture(state, "completions", req, body)
     return body
+
+
+def _templated(
+    state: ServerState, req: CompletionRequest, prompts: list[Any], params: SamplingParams
+) -> tuple[list[Any], SamplingParams]:
+    """Completion prompts put into the request's (or profile's) prompt template, with its stops."""
+    template = state.template(req.prompt_template)
+    if template is None:
+        return prompts, params
+    if not all(isinstance(p, str) for p in prompts):
+        raise bad_request("prompt_template applies to text prompts, not token ids", "prompt_template")
+    chat = state.served.loaded.has_chat_template()
+    rendered = [render_input(template, p, chat=chat) for p in prompts]
+    stops = dict.fromkeys((*params.stop, *(s for _, stop in rendered for s in stop)))
+    return [prompt for prompt, _ in rendered], params.replace(stop=tuple(stops))
 
 
 def _echo_and_logprobs(

@@ -67,6 +67,8 @@ class _Sampling(_Strict):
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, lt=1.0)
     repetition_penalty: float | None = Field(default=None, ge=0.01, le=100.0)
+    prompt_template: str | None = Field(default=None, min_length=1)
+    """lmfoundry extension: a prompt template (NAME, NAME@VERSION) the request is rendered with."""
     # Accepted and ignored at their neutral values:
     user: str | None = None
     presence_penalty: float | None = None

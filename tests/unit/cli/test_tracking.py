@@ -56,7 +56,7 @@ def test_eval_run_is_tracked(
     assert run["params"]["model"] == str(tiny_llama_dir) and run["params"]["n"] == "2"
     assert run["params"]["task"] == results["task"]
     assert run["params"]["sampling.max_new_tokens"] == "3"
-    for metric, value in results["aggregates"].items():
+    for metric, value in results["metrics"].items():
         assert run["metrics"][metric] == pytest.approx(value)
     assert run["metrics"]["latency.e2e_s.p50"] == pytest.approx(results["latency"]["e2e_s"]["p50"])
     stored = Path(run["artifact_uri"].removeprefix("file://"))

@@ -29,8 +29,10 @@ def test_eval_run_json(tiny_llama_dir: Path, tmp_path: Path, capsys: pytest.Capt
     summary = json.loads(capsys.readouterr().out)
     assert summary["n"] == 2
     assert summary["params"]["max_new_tokens"] == 4
-    assert set(summary["aggregates"]) == {"exact_match", "token_f1"}
-    assert json.loads((out / "results.json").read_text())["aggregates"] == summary["aggregates"]
+    assert set(summary["metrics"]) == {"exact_match", "token_f1"}
+    assert {"empty_rate", "truncated_rate", "cut_at_start_rate", "prompt"} <= set(summary)
+    assert summary["prompt"]["name"] == "closed-book-qa" and summary["prompt"]["form"] == "chat"
+    assert json.loads((out / "results.json").read_text())["metrics"] == summary["metrics"]
     assert len((out / "outputs.jsonl").read_text().splitlines()) == 2
 
 
@@ -42,6 +44,7 @@ def test_eval_run_text_output(
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "rougeL" in out and "cost per 1M tokens" in out and "results.json" in out
+    assert "empty outputs" in out and "instruct@builtin" in out
 
 
 def test_eval_compare_then_gate(
@@ -59,10 +62,15 @@ def test_eval_compare_then_gate(
         assert entry["wins"] + entry["ties"] + entry["losses"] == 3
     assert "e2e_s_p95" in printed["latency"]
     assert (out / "champion" / "results.json").is_file() and (out / "challenger" / "outputs.jsonl").is_file()
+    assert set(printed["outputs"]) == {"empty_rate", "cut_at_start_rate", "truncated_rate"}
+    # jsonl tasks have no validation split: the search says so and keeps the zero-shot prompt
+    assert "zero-shot prompt is used" in printed["prompt_search"]["champion"]["note"]
 
     comparison = out / "comparison.json"
     passing, failing = tmp_path / "pass.yaml", tmp_path / "fail.yaml"
-    passing.write_text("absolute:\n  - metric: token_f1\n    min: 0.0\n")
+    passing.write_text(
+        "absolute:\n  - metric: token_f1\n    min: 0.0\n"
+    )  # (random tiny models: empty outputs)
     failing.write_text("absolute:\n  - metric: token_f1\n    min: 1.01\n")
     assert main(["eval", "gate", str(passing), "--comparison", str(comparison)]) == 0
     assert main(["eval", "gate", str(failing), "--comparison", str(comparison)]) == 1

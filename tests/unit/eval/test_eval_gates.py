@@ -16,7 +16,11 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def _comparison(
-    rouge_l: float = 0.30, ci_low: float = -0.004, p95: float = 1.5, cost: float | None = 1.0
+    rouge_l: float = 0.30,
+    ci_low: float = -0.004,
+    p95: float = 1.5,
+    cost: float | None = 1.0,
+    champion_empty: float | None = 0.0,
 ) -> dict:
     return {
         "task": "dialogsum-synthetic",
@@ -38,6 +42,11 @@ def _comparison(
         },  # fmt: skip
         "latency": {"e2e_s_p95": {"champion": 1.0, "challenger": p95, "diff": p95 - 1.0}},
         "cost_per_1m_tokens": {"champion": 1.0, "challenger": cost, "diff": None},
+        **(
+            {"outputs": {"empty_rate": {"champion": champion_empty, "challenger": 0.0, "diff": None}}}
+            if champion_empty is not None
+            else {}
+        ),
     }
 
 
@@ -143,3 +152,15 @@ def test_cli_gate_reports_a_missing_comparison(tmp_path: Path, capsys: pytest.Ca
     gates, _ = _write(tmp_path, _comparison())
     assert main(["eval", "gate", str(gates), "--comparison", str(tmp_path / "nope.json")]) == 1
     assert "comparison file not found" in capsys.readouterr().err
+
+
+def test_a_relative_gate_cannot_pass_against_a_champion_that_printed_nothing() -> None:
+    vacuous = check_gates(SPEC, _comparison(ci_low=0.2, champion_empty=1.0))
+    relative = next(c for c in vacuous.checks if c.name == "rougeL vs champion")
+    assert not vacuous.passed and not relative.passed
+    assert "champion empty rate 1.00 > 0.05" in relative.value and "printed nothing" in relative.value
+    assert check_gates(SPEC, _comparison(champion_empty=0.05)).passed  # at the threshold: a real comparison
+    lenient = SPEC.model_copy(update={"max_champion_empty_rate": 1.0})
+    assert check_gates(lenient, _comparison(champion_empty=1.0)).passed
+    old = check_gates(SPEC, _comparison(champion_empty=None))  # written before empty rates were counted
+    assert not old.passed and "re-run it" in next(c for c in old.checks if "vs champion" in c.name).value

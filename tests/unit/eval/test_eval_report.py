@@ -36,7 +36,7 @@ def _task(tmp_path: Path):  # noqa: ANN202
 def run_dir(tmp_path: Path, scripted) -> Path:  # noqa: ANN001
     task = _task(tmp_path)
     run_task(
-        scripted(lambda p: GOOD[p.split()[0]], name="good"), task, out_dir=tmp_path / "run", progress=False
+        scripted(lambda p: GOOD[p.split()[1]], name="good"), task, out_dir=tmp_path / "run", progress=False
     )
     return tmp_path / "run"
 
@@ -49,7 +49,7 @@ def compare_dir(tmp_path: Path, scripted) -> Path:  # noqa: ANN001
         scripted(lambda p: "no idea", name="old"), task, out_dir=out / "champion", progress=False
     )
     challenger = run_task(
-        scripted(lambda p: GOOD[p.split()[0]], name="new", ttft_s=0.2),
+        scripted(lambda p: GOOD[p.split()[1]], name="new", ttft_s=0.2),
         task,
         out_dir=out / "challenger",
         progress=False,
@@ -74,7 +74,7 @@ def test_run_report_sections_and_figures(run_dir: Path) -> None:
     assert html_path == run_dir / "report.html" and json_path == run_dir / "report.json"
     html = html_path.read_text()
     results = json.loads((run_dir / "results.json").read_text())
-    for metric, value in results["aggregates"].items():
+    for metric, value in results["metrics"].items():
         assert re.search(rf"<td>{metric}</td><td class=\"num\">{value:.4f}</td>", html), metric
     assert f"{results['latency']['e2e_s']['p95']:.4f}" in html
     assert "cost per 1M tokens (USD)" in html
@@ -85,7 +85,7 @@ def test_run_report_sections_and_figures(run_dir: Path) -> None:
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "http://" not in html and "https://" not in html  # self-contained
     data = json.loads(json_path.read_text())
-    assert data["kind"] == "run" and data["runs"]["run"]["aggregates"] == results["aggregates"]
+    assert data["kind"] == "run" and data["runs"]["run"]["metrics"] == results["metrics"]
     assert data["per_example_scores"]["run"]["q2"]["exact_match"] == 1.0
 
 

@@ -9,12 +9,13 @@ import pytest
 
 from lmfoundry.errors import LmfError
 from lmfoundry.eval.evaluate import EvalResult, run_task
+from lmfoundry.eval.prompting import plan_for
 from lmfoundry.eval.tasks import jsonl_task, load_task
 
 SUMMARIES = {
     "party tonight": "#Person2# will come to the party and bring cake.",  # exact reference
     "printer": "The printer is broken.",
-    "meeting": "Friday at ten.\n### Instruct: junk after a stop sequence",
+    "meeting": "Friday at ten.\nDialogue: junk after a stop sequence",
 }
 
 
@@ -30,11 +31,12 @@ def test_run_task_scores_saves_and_reloads(scripted, dialogsum_dir: Path, tmp_pa
     out = tmp_path / "run"
     result = run_task(generator, task, out_dir=out, progress=False)
 
-    assert [prompt for prompt, _ in generator.calls] == [task.prompt(e) for e in task.examples]
-    assert all(params == task.params for _, params in generator.calls)
+    plan = plan_for(generator, task)
+    assert [prompt for prompt, _ in generator.calls] == [plan.render(e).prompt for e in task.examples]
+    assert all(params == task.params.replace(stop=("\nDialogue:",)) for _, params in generator.calls)
     by_id = {o.id: o for o in result.outputs}
     assert by_id["d1"].scores["rougeL"] == pytest.approx(1.0)
-    assert by_id["d3"].output == "Friday at ten."  # cut at the "###" stop sequence
+    assert by_id["d3"].output == "Friday at ten."  # cut at the prompt's "\nDialogue:" stop sequence
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
     expected = scorer.score(task.examples[1].reference, "The printer is broken.")["rougeL"].fmeasure
     assert by_id["d2"].scores["rougeL"] == pytest.approx(expected)
@@ -45,9 +47,10 @@ def test_run_task_scores_saves_and_reloads(scripted, dialogsum_dir: Path, tmp_pa
 
     lines = (out / "outputs.jsonl").read_text().splitlines()
     assert [json.loads(line)["id"] for line in lines] == ["d1", "d2", "d3"]
-    assert set(json.loads(lines[0])) == {"id", "input", "output", "reference", "scores", "latency"}
+    assert set(json.loads(lines[0])) == {"id", "input", "output", "reference", "scores", "latency",
+                                         "finish_reason", "empty", "cut_at_start", "truncated", "shots"}  # fmt: skip
     summary = json.loads((out / "results.json").read_text())
-    assert summary["aggregates"] == result.aggregates
+    assert summary["metrics"] == result.aggregates and summary["prompt"]["name"] == "dialogsum-summary"
     assert summary["latency"]["e2e_s"]["p95"] > 0
     assert sorted(p.name for p in out.iterdir()) == ["outputs.jsonl", "results.json"]  # no temp files left
     assert EvalResult.load(out) == result
@@ -63,7 +66,7 @@ def test_limit_and_corpus_metrics(scripted, tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     task = jsonl_task(path, metrics=("bleu", "exact_match"))
     answers = ["the number is 0 today ok", "the number is 9 today", "no"]
-    generator = scripted(lambda prompt: answers[int(prompt.split()[-1])])
+    generator = scripted(lambda prompt: answers[int(prompt.split("say ")[-1].split()[0])])
     result = run_task(generator, task, limit=3, progress=False)
     assert len(result.outputs) == 3
     refs = [r["reference"] for r in rows[:3]]

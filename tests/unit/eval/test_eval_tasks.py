@@ -8,20 +8,28 @@ from pathlib import Path
 import pytest
 
 from lmfoundry.errors import LmfError
-from lmfoundry.eval.tasks import load_task
+from lmfoundry.eval.prompting import plan_for
+from lmfoundry.eval.tasks import Task, load_task
 
 
-def test_dialogsum_reads_records_and_builds_the_alpaca_layout(dialogsum_dir: Path) -> None:
+def _asked(task: Task, index: int = 0) -> str:
+    """What a model without a chat template is asked for one example (the task's default prompt)."""
+    prompt = plan_for(object(), task).render(task.examples[index]).prompt
+    assert isinstance(prompt, str)
+    return prompt
+
+
+def test_dialogsum_reads_records_and_asks_with_its_prompt(dialogsum_dir: Path) -> None:
     task = load_task("dialogsum-synthetic", data_dir=dialogsum_dir)
     assert [e.id for e in task.examples] == ["d1", "d2", "d3"]
     first = task.examples[0]
     assert first.reference == "#Person2# will come to the party and bring cake."
     assert first.metadata["topic"] == "party"
-    parts = task.prompt(first).split("\n\n")
-    assert parts[1] == "### Instruct: Summarize the dialogue below."
-    assert parts[2] == first.input
-    assert parts[3] == "### Output:\n"  # the training prompt ends here; the model writes the summary next
-    assert parts[0].strip() and "###" not in parts[0]
+    assert task.prompt == "dialogsum-summary" and task.primary_metric == "rougeL"
+    assert _asked(task).startswith("Summarize the dialogue below")
+    assert _asked(task).endswith(f"Dialogue:\n{first.input}\nSummary:")
+    # a fine-tuned run is asked with its training template instead: the record it was trained on
+    assert task.training_record(first) == {"id": "d1", "dialogue": first.input, "summary": "", "topic": ""}
     assert task.metrics == ("rouge",)
     assert task.params.greedy
 
@@ -39,7 +47,7 @@ def test_prompt_keeps_braces_in_inputs(tmp_path: Path) -> None:
     path = tmp_path / "qa.jsonl"
     path.write_text(json.dumps({"input": "What is {x} in f'{x}'?", "reference": "a variable"}) + "\n")
     task = load_task(f"jsonl:{path}")
-    assert task.prompt(task.examples[0]) == "What is {x} in f'{x}'?"
+    assert _asked(task) == "Input:\nWhat is {x} in f'{x}'?\nOutput:"
     assert task.examples[0].id == "line-1"
     assert set(task.metrics) == {"exact_match", "token_f1", "rouge"}
 
@@ -49,7 +57,7 @@ def test_closed_book_qa_builtin() -> None:
     assert len(task.examples) >= 30
     assert len({e.id for e in task.examples}) == len(task.examples)
     assert all(e.input.endswith("?") and e.reference for e in task.examples)
-    assert "Question: What is the capital of France?" in task.prompt(task.examples[0])
+    assert "Question:\nWhat is the capital of France?\nAnswer:" in _asked(task)
     assert task.metrics == ("exact_match", "token_f1")
 
 

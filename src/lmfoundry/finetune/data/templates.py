@@ -39,7 +39,7 @@ ALPACA_INTRO_WITH_INPUT = (
 
 # Text a model trained on each template emits when its answer is done (for `stop=`).
 STOP_SEQUENCES: dict[str, list[str]] = {
-    "summarize": [END_KEY],
+    "summarize": ["###"],  # every section marker of the template starts with ###
     "alpaca": ["### Instruction:"],
     "plain": [],
     "chat": [],

@@ -9,6 +9,7 @@ from typing import Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.eval.evaluate import clean_output
+from lmfoundry.eval.prompting import plan_from_record
 from lmfoundry.eval.tasks import load_task
 from lmfoundry.fsutil import atomic_write_text
 from lmfoundry.pipeline.context import StageContext
@@ -34,7 +35,9 @@ class Options:
     api_key: str | None = None
 
 
-def _evaluated(ctx: StageContext, options: Options) -> tuple[Any, list[dict[str, Any]], Any]:
+def _evaluated(
+    ctx: StageContext, options: Options
+) -> tuple[Any, list[dict[str, Any]], SamplingParams, dict[str, Any]]:
     folder = ctx.path(options.evaluation)
     try:
         results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
@@ -47,7 +50,7 @@ def _evaluated(ctx: StageContext, options: Options) -> tuple[Any, list[dict[str,
     params = dict(results["params"])
     params["stop"] = tuple(params.get("stop") or ())
     records = [json.loads(line) for line in lines if line.strip()][: options.n]
-    return task, records, SamplingParams(**params)
+    return task, records, SamplingParams(**params), results.get("prompt", {})
 
 
 def _comparable(text: str) -> str:
@@ -59,16 +62,19 @@ def _comparable(text: str) -> str:
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
     if not (options.url and options.model and options.evaluation):
         raise InvalidInputError("smoke-test stage needs 'url', 'model' and 'evaluation'")
-    task, records, params = _evaluated(ctx, options)
+    task, records, params, prompt = _evaluated(ctx, options)
     by_id = {e.id: e for e in task.examples}
     model = RemoteModel(options.url, options.model, api_key=options.api_key)
+    plan = plan_from_record(prompt, model, task)
     ctx.progress.total(len(records), "requests")
     checks = []
     for record in records:
         example = by_id.get(record["id"])
         if example is None:
             raise InvalidInputError(f"example {record['id']!r} of the evaluation is not in task {task.name}")
-        served = clean_output(model.generate(task.prompt(example), params).text, params.stop)
+        rendered = plan.render(example)
+        stop = tuple(dict.fromkeys((*params.stop, *rendered.stop)))
+        served = clean_output(model.generate(rendered.prompt, params.replace(stop=stop)).text, stop)
         match = _comparable(served) == _comparable(record["output"])
         checks.append({"id": record["id"], "match": match, "served": served,
                        "evaluated": record["output"]})  # fmt: skip

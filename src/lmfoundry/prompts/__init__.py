@@ -1,0 +1,1 @@
+"""Prompt templates as versioned artifacts: render, choose demonstrations, register versions."""
