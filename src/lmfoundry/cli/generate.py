@@ -111,6 +111,8 @@ def _chat(args: argparse.Namespace) -> int:
     SamplingParams().replace(**overrides)
     model = _load(args)
     template = _template(model, args)
+    if template is not None and template.template.stop:
+        overrides["stop"] = [*overrides.get("stop", []), *template.template.stop]
     history: list[Message] = [Message("system", args.system)] if args.system else []
     interactive = sys.stdin.isatty()
     while True:

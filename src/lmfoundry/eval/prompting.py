@@ -145,6 +145,14 @@ def _rough_tokens(prompt: Prompt) -> int:
     return len(text) // 2 + (0 if isinstance(prompt, str) else 8 * len(prompt))
 
 
+def prompt_label(prompt: dict[str, Any]) -> str:
+    """A short name for a prompt record: `zero-shot`, `3-shot similar`, or `training template`."""
+    if prompt.get("form") == "training":
+        return "training template"
+    shots = int(prompt.get("shots") or 0)
+    return "zero-shot" if shots == 0 else f"{shots}-shot {prompt.get('selection')}"
+
+
 def as_text(prompt: str | list[Message]) -> str:
     """A prompt as one string (for outputs files and reports)."""
     if isinstance(prompt, str):

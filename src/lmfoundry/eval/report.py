@@ -150,6 +150,7 @@ def render_html(data: ReportData) -> str:
         _asked_section(data),
         _checks_section(data),
         _search_section(data.prompt_search()),
+        _baselines_section((data.comparison or {}).get("baselines")),
         _scores_section(data),
         _latency_section(data),
         _judge_section(data.judge),
@@ -213,6 +214,20 @@ def _search_section(search: dict[str, Any] | None) -> str:
         else:
             parts.append(_search_table(side, found))
     return "<h2>How the baseline prompt was chosen</h2>" + "".join(parts)
+
+
+def _baselines_section(rows: list[dict[str, Any]] | None) -> str:
+    """Every base prompt on the test examples against the challenger: zero-shot, few-shot, side by side."""
+    if not rows:
+        return ""
+    body = [
+        [esc(row["prompt"]), fmt_num(row["score"]), fmt_num(row["empty_rate"]),
+         fmt_num(row["challenger_minus_this"]["diff"]),
+         f"[{row['challenger_minus_this']['ci_low']:+.4f}, {row['challenger_minus_this']['ci_high']:+.4f}]"]
+        for row in rows
+    ]  # fmt: skip
+    header = ["base model prompt", "score (test)", "empty rate", "challenger minus this", "CI"]
+    return "<h2>The base model's prompts on the test examples</h2>" + html_table(header, body)
 
 
 def _search_table(side: str, found: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
+from lmfoundry.eval.prompting import prompt_label
 from lmfoundry.pipeline.context import StageContext
 from lmfoundry.pipeline.progress import PipelineDisplay
 from lmfoundry.pipeline.spec import PipelineSpec, StageSpec, build_options
@@ -187,7 +188,9 @@ def _metric_line(outputs: dict[str, Any]) -> str:
     metrics = outputs["metrics"]
     name = "rougeL" if "rougeL" in metrics else next(iter(metrics))
     m = metrics[name]
-    return (f"{name} {m['champion']:.3f} → {m['challenger']:.3f} "
+    base = outputs.get("prompts", {}).get("champion") or {}
+    asked = f" (base {prompt_label(base)})" if base else ""
+    return (f"{name} {m['champion']:.3f}{asked} → {m['challenger']:.3f} "
             f"(diff {m['diff']:+.3f}, CI [{m['ci_low']:+.3f}, {m['ci_high']:+.3f}], n={outputs['n']})")  # fmt: skip
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -43,6 +43,9 @@ def print_summary(result: PipelineResult, console: Console | None = None) -> Non
     console = console or Console()
     console.print(summary_table(result))
     outputs = result.outputs()
+    evaluate = next((o for s in result.stages if s.kind == "evaluate" and (o := outputs.get(s.name))), None)
+    for line in baseline_lines(evaluate or {}):
+        console.print(line, highlight=False)
     ask = next((o for s in result.stages if s.kind == "rag-ask" and (o := outputs.get(s.name))), None)
     if ask:
         console.print(f"[bold]Q:[/] {ask['question']}\n[bold]A:[/] {ask['answer']}", highlight=False)
@@ -54,6 +57,19 @@ def print_summary(result: PipelineResult, console: Console | None = None) -> Non
                       "stop it with `lmf pipeline stop PIPELINE.yaml`", highlight=False)  # fmt: skip
     if result.report:
         console.print(f"report: {result.report}", highlight=False)
+
+
+def baseline_lines(evaluate: dict[str, Any]) -> list[str]:
+    """The base model's prompts on the test examples, against the fine-tune (paired CIs, empty rates)."""
+    rows = evaluate.get("baselines") or []
+    if not rows:
+        return []
+    lines = [f"base model vs the fine-tune on the same {evaluate.get('n')} test examples:"]
+    for row in rows:
+        versus = row["challenger_minus_this"]
+        lines.append(f"  base {row['prompt']}: {row['score']:.3f} (empty {row['empty_rate']:.0%}); "
+                     f"fine-tune minus this {versus['diff']:+.3f} [{versus['ci_low']:+.3f}, {versus['ci_high']:+.3f}]")  # fmt: skip
+    return lines
 
 
 def _pipeline_section(spec: PipelineSpec, result: PipelineResult) -> str:

@@ -29,6 +29,21 @@ def test_quickstart_stages_and_inputs(lmf_home: Path) -> None:
     assert spec.stage("register").inputs() == ["gate", "finetune"]
 
 
+def test_quickstart_compares_against_the_best_base_prompt_and_gates_relatively() -> None:
+    """The demo's headline is measured against the base model at its best prompt, and its gate has a
+    relative rule, which refuses an empty champion (tests/unit/eval/test_eval_gates.py)."""
+    from lmfoundry.pipeline.spec import build_options
+
+    spec = load_pipeline(CONFIGS / "quickstart.yaml")
+    evaluate = build_options(
+        spec.stage("evaluate"), {"finetune": {"adapter_path": "a"}, "data": {"path": "d"}}
+    )
+    assert evaluate.prompt_search and evaluate.prompt is None and evaluate.shots is None
+    assert evaluate.baseline_adapter is None and evaluate.search_limit > 0
+    gate = spec.stage("gate").options["rules"]
+    assert [rule["metric"] for rule in gate["relative"]] == ["rougeL"]
+
+
 @pytest.mark.parametrize(
     ("stages", "message"),
     [

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lmfoundry.eval.baseline import best_prompt
-from lmfoundry.eval.compare import compare_results, save_comparison
+from lmfoundry.eval.baseline import best_prompt, candidate_plans
+from lmfoundry.eval.compare import compare_results, paired_bootstrap, save_comparison
 from lmfoundry.eval.evaluate import run_task
 from lmfoundry.eval.latency import DEFAULT_PRICE_PER_HOUR
-from lmfoundry.eval.prompting import AskPlan, plan_for
+from lmfoundry.eval.prompting import AskPlan, plan_for, prompt_label
 from lmfoundry.eval.tasks import load_task
 from lmfoundry.generate.engine import load_model
 from lmfoundry.pipeline.context import StageContext
@@ -65,53 +65,128 @@ class _Counting:
         return result
 
 
-def _plan(
-    ctx: StageContext, options: Options, task: Any, model: Any, adapter: str | None, params: SamplingParams
-) -> tuple[AskPlan, dict[str, Any] | None]:
-    """How this side is asked (and the prompt search's report for a base model, if one ran)."""
-    if adapter:
-        return plan_for(model, task, run=ctx.path(adapter), max_new_tokens=params.max_new_tokens), None
-    if options.prompt is None and options.shots is None and options.prompt_search:
-        ctx.progress.note("searching the base model's best prompt on the validation split")
-        return best_prompt(model, task, params, limit=options.search_limit)
-    explicit = plan_for(
-        model, task, prompt=options.prompt, shots=options.shots, max_new_tokens=params.max_new_tokens
+def _params(task: Any, options: Options) -> SamplingParams:
+    return (
+        task.params.replace(max_new_tokens=options.max_new_tokens) if options.max_new_tokens else task.params
     )
-    return explicit, None
 
 
-def _evaluate(
-    ctx: StageContext, options: Options, task: Any, adapter: str | None, side: str
-) -> tuple[Any, dict[str, Any] | None]:
+def _ask(
+    ctx: StageContext, options: Options, task: Any, model: Any, plan: AskPlan, folder: str, label: str
+) -> Any:
+    """Run the task's test examples through `plan` into stage_dir/folder."""
+    price = DEFAULT_PRICE_PER_HOUR if options.price_per_hour is None else options.price_per_hour
+    return run_task(
+        _Counting(model, label, ctx), task, options.limit, ctx.stage_dir / folder, progress=False,
+        params=_params(task, options), price_per_hour=price, plan=plan,
+    )  # fmt: skip
+
+
+def _load(ctx: StageContext, options: Options, adapter: str | None, side: str) -> tuple[Any, str]:
     ctx.progress.note(f"{side}: loading")
     adapters = [str(ctx.path(adapter))] if adapter else None
     model = load_model(options.model, backend="transformers", adapters=adapters)
-    label = f"{options.model}+{Path(adapter).parent.name}" if adapter else options.model
-    params = task.params
-    if options.max_new_tokens:
-        params = params.replace(max_new_tokens=options.max_new_tokens)
-    plan, search = _plan(ctx, options, task, model, adapter, params)
-    ctx.progress.note(f"{side}: {label}")
-    price = DEFAULT_PRICE_PER_HOUR if options.price_per_hour is None else options.price_per_hour
-    result = run_task(
-        _Counting(model, label, ctx), task, options.limit, ctx.stage_dir / side, progress=False,
-        params=params, price_per_hour=price, plan=plan,
-    )  # fmt: skip
+    return model, f"{options.model}+{Path(adapter).parent.name}" if adapter else options.model
+
+
+def _searching(options: Options) -> bool:
+    return options.prompt is None and options.shots is None and options.prompt_search
+
+
+def _base_side(
+    ctx: StageContext, options: Options, task: Any
+) -> tuple[Any, dict[str, Any] | None, dict[str, Any]]:
+    """The base model as champion: at its best prompt (searched on validation), and every other
+    candidate prompt on the same test examples too, so the report shows zero- and few-shot side by side."""
+    model, label = _load(ctx, options, None, "champion")
+    params = _params(task, options)
+    if not _searching(options):
+        plan = plan_for(
+            model, task, prompt=options.prompt, shots=options.shots, max_new_tokens=params.max_new_tokens
+        )
+        return _ask(ctx, options, task, model, plan, "champion", label), None, {}
+    ctx.progress.note("champion: choosing the base model's prompt on the validation split")
+    winner, search = best_prompt(model, task, params, limit=options.search_limit)
+    results = {}
+    for plan in candidate_plans(model, task, params):
+        name = prompt_label(plan.describe())
+        ctx.progress.note(f"champion: {label} {name}")
+        results[name] = _ask(ctx, options, task, model, plan, f"base {name}", label)
+    champion = results[prompt_label(winner.describe())]
+    champion.save(ctx.stage_dir / "champion")
     del model
     gc.collect()
-    return result, search
+    return champion, search, results
+
+
+def _challenger(ctx: StageContext, options: Options, task: Any) -> Any:
+    model, label = _load(ctx, options, options.adapter, "challenger")
+    params = _params(task, options)
+    if options.adapter:
+        plan = plan_for(model, task, run=ctx.path(options.adapter), max_new_tokens=params.max_new_tokens)
+    else:
+        plan = plan_for(
+            model, task, prompt=options.prompt, shots=options.shots, max_new_tokens=params.max_new_tokens
+        )
+    ctx.progress.note(f"challenger: {label}")
+    result = _ask(ctx, options, task, model, plan, "challenger", label)
+    del model
+    gc.collect()
+    return result
+
+
+def _champion(
+    ctx: StageContext, options: Options, task: Any
+) -> tuple[Any, dict[str, Any] | None, dict[str, Any]]:
+    if options.baseline_adapter is None:
+        return _base_side(ctx, options, task)
+    model, label = _load(ctx, options, options.baseline_adapter, "champion")
+    plan = plan_for(
+        model,
+        task,
+        run=ctx.path(options.baseline_adapter),
+        max_new_tokens=_params(task, options).max_new_tokens,
+    )
+    return _ask(ctx, options, task, model, plan, "champion", label), None, {}
+
+
+def baseline_rows(
+    results: dict[str, Any], challenger: Any, metric: str, options: Options
+) -> list[dict[str, Any]]:
+    """Each base prompt on the test examples: its score, empty rate, and the challenger's paired
+    difference from it with a bootstrap CI."""
+    rows = []
+    ids = [o.id for o in challenger.outputs]
+    tuned = challenger.scores(metric)
+    for name, result in results.items():
+        scores = result.scores(metric)
+        versus = paired_bootstrap([scores[i] for i in ids], [tuned[i] for i in ids], options.n_boot,
+                                  options.seed, options.confidence)  # fmt: skip
+        rows.append({"prompt": name, "score": versus["champion"], "empty_rate": result.output_checks()["empty_rate"],
+                     "challenger_minus_this": {k: versus[k] for k in ("diff", "ci_low", "ci_high")}})  # fmt: skip
+    return rows
 
 
 def run(ctx: StageContext, options: Options) -> dict[str, Any]:
     task = load_task(options.task, data_dir=ctx.path(options.data_dir) if options.data_dir else None)
     n = min(len(task.examples), options.limit or len(task.examples))
-    ctx.progress.total(2 * n, "generations")
-    champion, champion_search = _evaluate(ctx, options, task, options.baseline_adapter, "champion")
-    challenger, challenger_search = _evaluate(ctx, options, task, options.adapter, "challenger")
+    sides = 1 + (2 if options.baseline_adapter is None and _searching(options) and task.split("train") else 1)
+    ctx.progress.total(sides * n, "generations")
+    champion, search, candidates = _champion(ctx, options, task)
+    challenger = _challenger(ctx, options, task)
     comparison = compare_results(champion, challenger, options.n_boot, options.seed, options.confidence)
-    comparison["prompt_search"] = {"champion": champion_search, "challenger": challenger_search}
+    comparison["prompt_search"] = {"champion": search, "challenger": None}
+    comparison["baselines"] = baseline_rows(candidates, challenger, task.primary_metric, options)
     path = save_comparison(comparison, ctx.stage_dir / "comparison.json")
-    outputs: dict[str, Any] = {
+    outputs = _outputs(ctx, options, task, comparison, path)
+    outputs["run_id"] = _track(ctx, options, task, comparison, champion, challenger, path)
+    return outputs
+
+
+def _outputs(
+    ctx: StageContext, options: Options, task: Any, comparison: dict[str, Any], path: Path
+) -> dict[str, Any]:
+    return {
         "compare_dir": str(ctx.stage_dir),
         "comparison": str(path),
         "n": comparison["n"],
@@ -127,16 +202,28 @@ def run(ctx: StageContext, options: Options) -> dict[str, Any]:
             side: comparison["outputs"]["empty_rate"][side] for side in ("champion", "challenger")
         },
         "prompts": comparison["prompts"],
-        "baseline_prompt_search": champion_search,
+        "baseline_prompt_search": comparison["prompt_search"]["champion"],
+        "baselines": comparison["baselines"],
     }
-    outputs["run_id"] = None
-    if ctx.tracking:
-        params = {"model": options.model, "adapter": options.adapter, "task": task.name, "n": comparison["n"]}
-        metrics = {f"challenger.{k}": v for k, v in challenger.aggregates.items()}
-        metrics |= {f"champion.{k}": v for k, v in champion.aggregates.items()}
-        metrics |= {f"diff.{k}": m["diff"] for k, m in comparison["metrics"].items()}
-        outputs["run_id"] = log_run("eval", params, metrics, [path], None, run_name=f"pipeline:{ctx.name}")
-    return outputs
+
+
+def _track(
+    ctx: StageContext,
+    options: Options,
+    task: Any,
+    comparison: dict[str, Any],
+    champion: Any,
+    challenger: Any,
+    path: Path,
+) -> str | None:
+    if not ctx.tracking:
+        return None
+    params = {"model": options.model, "adapter": options.adapter, "task": task.name, "n": comparison["n"],
+              "champion_prompt": champion.prompt}  # fmt: skip
+    metrics = {f"challenger.{k}": v for k, v in challenger.aggregates.items()}
+    metrics |= {f"champion.{k}": v for k, v in champion.aggregates.items()}
+    metrics |= {f"diff.{k}": m["diff"] for k, m in comparison["metrics"].items()}
+    return log_run("eval", params, metrics, [path], None, run_name=f"pipeline:{ctx.name}")
 
 
 def fresh(ctx: StageContext, outputs: dict[str, Any]) -> bool:
