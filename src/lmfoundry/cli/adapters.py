@@ -9,14 +9,11 @@ from lmfoundry.cli.common import add_command_group, add_json_flag, add_subcomman
 from lmfoundry.finetune.export.check import CheckReport, check
 from lmfoundry.finetune.export.merge import merge_to_store
 
+DESCRIPTION = "Work with the adapters `lmf finetune` writes (RUN = a run folder or its adapter/ folder)."
+
 
 def register(subparsers: Any) -> None:
-    commands = add_command_group(
-        subparsers,
-        "adapters",
-        help="merge fine-tuned adapters into their base model and check them",
-        description="Work with the adapters `lmf finetune` writes (RUN = a run folder or its adapter/ folder).",
-    )
+    commands = add_command_group(subparsers, "adapters", description=DESCRIPTION)
     merge = add_subcommand(
         commands,
         "merge",

@@ -12,16 +12,11 @@ from lmfoundry.errors import InvalidInputError
 from lmfoundry.fsutil import atomic_write_text
 from lmfoundry.serve.capture import CaptureStore, export_records
 
+DESCRIPTION = "Work with the SQLite capture of a server's requests and responses."
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    sub = add_command_group(
-        subparsers,
-        "capture",
-        metavar="COMMAND",
-        required=True,
-        help="export traffic captured by `lmf serve --capture` as training or evaluation data",
-        description="Work with the SQLite capture of a server's requests and responses.",
-    )
+    sub = add_command_group(subparsers, "capture", description=DESCRIPTION)
     e = add_subcommand(
         sub,
         "export",

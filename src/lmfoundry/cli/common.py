@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lmfoundry import plugins
+from lmfoundry.cli.commands import COMMANDS
 from lmfoundry.errors import InvalidInputError
 
 
@@ -43,23 +44,14 @@ def add_subcommand(
     return parser
 
 
-def add_command_group(
-    subparsers: Any,
-    name: str,
-    *,
-    metavar: str = "SUBCOMMAND",
-    required: bool = False,
-    help_when_bare: bool = True,
-    **options: Any,
-) -> Any:
+def add_command_group(subparsers: Any, name: str, *, metavar: str = "SUBCOMMAND", **options: Any) -> Any:
     """Add the command `name` whose work is done by subcommands, and return the action to add them
-    to (`args.NAME_command` is the one given); `options` (help, description, ...) go to `add_parser`.
-    Given no subcommand, a `required` group is a usage error (exit 2); any other prints its own
-    help and exits 0, unless `help_when_bare` is False (then no handler is set)."""
-    parser = subparsers.add_parser(name, **options)
-    commands = parser.add_subparsers(dest=f"{name}_command", metavar=metavar, required=required)
-    if help_when_bare and not required:
-        parser.set_defaults(handler=lambda args: parser.print_help() or 0)
+    to (`args.NAME_command` is the one given); its help line is the one in `COMMANDS`, and
+    `options` (description, ...) go to `add_parser`. Given no subcommand, every group prints its
+    own help and exits 0, as bare `lmf` does."""
+    parser = subparsers.add_parser(name, help=COMMANDS[name][1], **options)
+    commands = parser.add_subparsers(dest=f"{name}_command", metavar=metavar)
+    parser.set_defaults(handler=lambda args: parser.print_help() or 0)
     return commands
 
 

@@ -20,18 +20,15 @@ from lmfoundry.finetune.data.tokenize import (
 )
 from lmfoundry.models.load import load_tokenizer
 
+DESCRIPTION = (
+    "Fine-tuning data. Records are JSONL/CSV/Parquet rows in one of the formats "
+    "summarization {dialogue, summary}, instruction {instruction, input, output}, chat "
+    "{messages}, text {text} or preference {prompt, chosen, rejected}."
+)
+
 
 def register(subparsers: Any) -> None:
-    commands = add_command_group(
-        subparsers,
-        "data",
-        help="make bundled data sets and inspect fine-tuning data",
-        description=(
-            "Fine-tuning data. Records are JSONL/CSV/Parquet rows in one of the formats "
-            "summarization {dialogue, summary}, instruction {instruction, input, output}, chat "
-            "{messages}, text {text} or preference {prompt, chosen, rejected}."
-        ),
-    )
+    commands = add_command_group(subparsers, "data", description=DESCRIPTION)
     _add_make(commands)
     _add_inspect(commands)
 

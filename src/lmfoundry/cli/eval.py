@@ -17,20 +17,16 @@ from lmfoundry.eval.lmeval_adapter import run_harness
 from lmfoundry.eval.report import write_report
 from lmfoundry.fsutil import atomic_write_text
 
+DESCRIPTION = (
+    "Evaluate a model on a task (ROUGE, BLEU, chrF, exact match, token F1, latency, cost), "
+    "compare two models on identical examples with paired-bootstrap confidence intervals, "
+    "check the comparison against a gates YAML (exit code 0 pass, 1 fail), grade outputs with a "
+    "judge model, write HTML reports, and run lm-evaluation-harness tasks."
+)
+
 
 def register(subparsers: Any) -> None:
-    commands = add_command_group(
-        subparsers,
-        "eval",
-        required=True,
-        help="evaluate models, compare champion vs challenger, gate, judge, report",
-        description=(
-            "Evaluate a model on a task (ROUGE, BLEU, chrF, exact match, token F1, latency, cost), "
-            "compare two models on identical examples with paired-bootstrap confidence intervals, "
-            "check the comparison against a gates YAML (exit code 0 pass, 1 fail), grade outputs with a "
-            "judge model, write HTML reports, and run lm-evaluation-harness tasks."
-        ),
-    )
+    commands = add_command_group(subparsers, "eval", description=DESCRIPTION)
     register_run(commands)
     register_compare(commands)
     register_approaches(commands)

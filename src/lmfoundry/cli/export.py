@@ -9,15 +9,11 @@ from lmfoundry.cli.common import add_command_group, add_json_flag, add_subcomman
 from lmfoundry.finetune.export.gguf import export
 from lmfoundry.finetune.export.gguf_lora import export_lora
 
+DESCRIPTION = "Export a model to another runtime's format."
+
 
 def register(subparsers: Any) -> None:
-    commands = add_command_group(
-        subparsers,
-        "export",
-        metavar="FORMAT",
-        help="export models to other formats (GGUF for llama.cpp)",
-        description="Export a model to another runtime's format.",
-    )
+    commands = add_command_group(subparsers, "export", metavar="FORMAT", description=DESCRIPTION)
     gguf = add_subcommand(
         commands,
         "gguf",

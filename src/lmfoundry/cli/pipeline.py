@@ -14,20 +14,16 @@ from lmfoundry.pipeline.server_control import ServerRecord, running_record, stop
 from lmfoundry.pipeline.spec import PipelineSpec, load_pipeline
 from lmfoundry.pipeline.state import load_state
 
+DESCRIPTION = (
+    "Run the stages of a pipeline YAML (see configs/pipelines/). Each stage's outputs are "
+    "recorded in WORKDIR/state.json, so a re-run skips stages whose config and inputs did "
+    "not change; a failing stage (e.g. a gate) stops the run with a non-zero exit code "
+    "before anything is registered or deployed."
+)
+
 
 def register(subparsers: Any) -> None:
-    commands = add_command_group(
-        subparsers,
-        "pipeline",
-        required=True,
-        help="run YAML pipelines: data -> finetune -> evaluate -> gate -> register -> deploy -> RAG",
-        description=(
-            "Run the stages of a pipeline YAML (see configs/pipelines/). Each stage's outputs are "
-            "recorded in WORKDIR/state.json, so a re-run skips stages whose config and inputs did "
-            "not change; a failing stage (e.g. a gate) stops the run with a non-zero exit code "
-            "before anything is registered or deployed."
-        ),
-    )
+    commands = add_command_group(subparsers, "pipeline", description=DESCRIPTION)
     run = add_subcommand(
         commands,
         "run",

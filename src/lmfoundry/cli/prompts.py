@@ -12,21 +12,17 @@ from lmfoundry.generate.engine import load_model
 from lmfoundry.prompts.registry import list_prompts, register_prompt, resolve_prompt
 from lmfoundry.prompts.template import load_prompt_file
 
+DESCRIPTION = (
+    "A prompt template is a YAML file: system text, an instruction, k demonstrations (fixed, "
+    "random or chosen by similarity) and the input's place. Built-in templates ship with "
+    "lmfoundry; `register` stores versions in MLflow's prompt registry. Use one anywhere with "
+    "--prompt NAME, NAME@VERSION or a file path (`lmf eval run/compare/approaches`, "
+    "`lmf generate`, `lmf chat`, profiles, and the server's `prompt_template` field)."
+)
+
 
 def register(subparsers: Any) -> None:
-    commands = add_command_group(
-        subparsers,
-        "prompts",
-        required=True,
-        help="prompt templates: list, show, register versions, render one for a model",
-        description=(
-            "A prompt template is a YAML file: system text, an instruction, k demonstrations (fixed, "
-            "random or chosen by similarity) and the input's place. Built-in templates ship with "
-            "lmfoundry; `register` stores versions in MLflow's prompt registry. Use one anywhere with "
-            "--prompt NAME, NAME@VERSION or a file path (`lmf eval run/compare/approaches`, "
-            "`lmf generate`, `lmf chat`, profiles, and the server's `prompt_template` field)."
-        ),
-    )
+    commands = add_command_group(subparsers, "prompts", description=DESCRIPTION)
     add_json_flag(add_subcommand(commands, "list", _list, help="built-in and registered templates"))
     show = add_subcommand(commands, "show", _show, help="a template's YAML (NAME, NAME@VERSION or a file)")
     show.add_argument("prompt", metavar="PROMPT")

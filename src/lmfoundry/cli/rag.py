@@ -24,6 +24,11 @@ from lmfoundry.rag.rerank import make_reranker
 from lmfoundry.rag.stores.qdrant_store import connect_to
 from lmfoundry.types import Hit, SamplingParams
 
+DESCRIPTION = (
+    "Ground a model in your documents. Stores live in $LMF_HOME/rag/NAME (LanceDB by default). "
+    "Indexing is incremental: unchanged files cost nothing, deleted ones are removed."
+)
+
 _MODES = ["dense", "bm25", "hybrid"]
 _RERANK_HELP = (
     "rerank candidates: mmr, mmr:LAMBDA, per-source (one chunk per document; per-source:N for N), "
@@ -32,15 +37,7 @@ _RERANK_HELP = (
 
 
 def register(subparsers: Any) -> None:
-    commands = add_command_group(
-        subparsers,
-        "rag",
-        help="retrieval-augmented generation: index, search, ask with citations",
-        description=(
-            "Ground a model in your documents. Stores live in $LMF_HOME/rag/NAME (LanceDB by default). "
-            "Indexing is incremental: unchanged files cost nothing, deleted ones are removed."
-        ),
-    )
+    commands = add_command_group(subparsers, "rag", description=DESCRIPTION)
     _add_index(commands)
     _add_search(commands)
     _add_ask(commands)

@@ -9,21 +9,17 @@ from lmfoundry.cli.common import add_command_group, add_json_flag, add_subcomman
 from lmfoundry.pipeline.server_control import http_client, load_adapter
 from lmfoundry.track.registry import list_models, promote, resolve, rollback, show
 
+DESCRIPTION = (
+    "The model registry (MLflow; sqlite under $LMF_HOME/mlflow unless LMF_TRACKING_URI "
+    "names a tracking server). A version points at a base model and an adapter directory; "
+    "the `champion` alias marks the one in production. With --server, promote and rollback "
+    "also hot-load the new champion's adapter into a running `lmf serve` (or vLLM) under "
+    "the alias name, so clients of MODEL:champion get it at once."
+)
+
 
 def register(subparsers: Any) -> None:
-    commands = add_command_group(
-        subparsers,
-        "registry",
-        required=True,
-        help="registered models: versions, the champion alias, promote and rollback",
-        description=(
-            "The model registry (MLflow; sqlite under $LMF_HOME/mlflow unless LMF_TRACKING_URI "
-            "names a tracking server). A version points at a base model and an adapter directory; "
-            "the `champion` alias marks the one in production. With --server, promote and rollback "
-            "also hot-load the new champion's adapter into a running `lmf serve` (or vLLM) under "
-            "the alias name, so clients of MODEL:champion get it at once."
-        ),
-    )
+    commands = add_command_group(subparsers, "registry", description=DESCRIPTION)
     ls = add_subcommand(
         commands, "list", _list, help="registered models with their latest version and aliases"
     )

@@ -8,15 +8,13 @@ from typing import Any
 from lmfoundry.cli.common import add_command_group, add_json_flag, add_subcommand, print_result
 from lmfoundry.finetune.align.reward import score
 
+DESCRIPTION = (
+    "Reward models score (prompt, response) pairs; train one with `lmf finetune` and `stage: reward`."
+)
+
 
 def register(subparsers: Any) -> None:
-    commands = add_command_group(
-        subparsers,
-        "reward",
-        help_when_bare=False,
-        help="use reward models trained with `stage: reward`",
-        description="Reward models score (prompt, response) pairs; train one with `lmf finetune` and `stage: reward`.",
-    )
+    commands = add_command_group(subparsers, "reward", description=DESCRIPTION)
     score = add_subcommand(
         commands,
         "score",
