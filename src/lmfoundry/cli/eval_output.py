@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -42,6 +43,10 @@ def latency_rows(latency: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+PIPE_WIDTH = 160
+"""Table width when stdout is not a terminal (`COLUMNS` still wins where it is set)."""
+
+
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -51,7 +56,10 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]
         table.add_column(column)
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:  # a log or a pipe: 80 columns fold cells
+        console = Console(width=PIPE_WIDTH)
+    console.print(table)
 
 
 def fmt(value: Any) -> str:
