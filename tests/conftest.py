@@ -35,6 +35,14 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_long_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny llama with a 2048-position context: room for tool descriptions in the prompt."""
+    from tiny import save_tiny
+
+    return save_tiny(tmp_path_factory.mktemp("tiny_long"), kind="llama", max_position_embeddings=2048)
+
+
+@pytest.fixture(scope="session")
 def tiny_qwen2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tiny import save_tiny
 

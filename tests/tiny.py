@@ -70,10 +70,10 @@ def build_model(kind: str = "llama", vocab_size: int = 384, seed: int = 0, **ove
     return model
 
 
-def save_tiny(path: Path, kind: str = "llama", seed: int = 0) -> Path:
+def save_tiny(path: Path, kind: str = "llama", seed: int = 0, **overrides: Any) -> Path:
     """Write a tiny model + tokenizer directory (loadable with from_pretrained) and return it."""
     tokenizer = build_tokenizer()
-    model = build_model(kind, vocab_size=len(tokenizer), seed=seed)
+    model = build_model(kind, vocab_size=len(tokenizer), seed=seed, **overrides)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

@@ -17,9 +17,62 @@ class Message:
 
     role: Role
     content: str
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    """An assistant turn's function calls, in the OpenAI format (id, type, function name/arguments)."""
+    tool_call_id: str | None = None
+    """A tool turn: the id of the call it answers."""
+    name: str | None = None
 
-    def to_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
+    def to_dict(self) -> dict[str, Any]:
+        """The OpenAI message shape (what chat templates and clients expect)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [dict(call) for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+
+ConstraintKind = Literal["json", "regex", "choice", "grammar"]
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What the generated text must match, enforced token by token (grammar-constrained decoding).
+
+    `spec` is text so the value stays hashable and printable: a JSON schema as JSON (kind "json"),
+    a regular expression ("regex"), a JSON list of strings ("choice"), or a Lark or GBNF grammar
+    ("grammar"). `lmfoundry.generate.constraints` compiles it for a model's tokenizer.
+    """
+
+    kind: ConstraintKind
+    spec: str
+
+    @classmethod
+    def json(cls, schema: dict[str, Any] | None = None) -> Constraint:
+        """Any JSON object (no schema), or JSON valid against `schema`."""
+        import json
+
+        return cls("json", json.dumps(schema if schema is not None else {"type": "object"}))
+
+    @classmethod
+    def regex(cls, pattern: str) -> Constraint:
+        return cls("regex", pattern)
+
+    @classmethod
+    def choice(cls, options: list[str]) -> Constraint:
+        import json
+
+        if not options or not all(isinstance(o, str) and o for o in options):
+            raise InvalidInputError("a choice constraint needs a non-empty list of non-empty strings")
+        return cls("choice", json.dumps(list(options)))
+
+    @classmethod
+    def grammar(cls, text: str) -> Constraint:
+        """A Lark grammar (llguidance's dialect) or a llama.cpp GBNF grammar."""
+        return cls("grammar", text)
 
 
 @dataclass(frozen=True)
@@ -38,6 +91,8 @@ class SamplingParams:
     max_new_tokens: int = 256
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    constraint: Constraint | None = None
+    """Text the output must match (JSON schema, regex, choices, grammar); None = free text."""
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 # fmt: off
 COMMANDS: dict[str, tuple[str, str]] = {  # command: (module in lmfoundry.cli, one-line help)
+    "agent": ("agent", "run a tool-using agent: calculator, read-only SQL, RAG search, HTTP GET, Python functions, MCP servers"),
     "adapters": ("adapters", "merge fine-tuned adapters into their base model and check them"),
     "capture": ("capture", "export traffic captured by `lmf serve --capture` as training or evaluation data"),
     "chat": ("generate", "interactive chat that streams tokens and keeps the history"),

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
+from lmfoundry.eval.judge_format import VERDICT_FORMAT, AnswerFormat, score_format
 from lmfoundry.eval.judge_prompts import Rubric, pairwise_prompt, parse_score, parse_verdict, rubric_prompt
-from lmfoundry.eval.judges import JudgeBackend
+from lmfoundry.eval.judges import JudgeBackend, complete_judgment
 from lmfoundry.fsutil import read_jsonl
 
 
@@ -81,9 +82,11 @@ def judge_rubric(
     judge: JudgeBackend, items: Sequence[JudgeItem], rubric: Rubric, seed: int = 0
 ) -> list[dict[str, Any]]:
     """One judgment per item: the raw judge text and the parsed score (None when unparseable)."""
+    answer = score_format(rubric.min_score, rubric.max_score)
     rows = []
     for item in items:
-        raw = judge.complete(rubric_prompt(rubric, item.prompt, item.response, item.reference), seed=seed)
+        prompt = rubric_prompt(rubric, item.prompt, item.response, item.reference)
+        raw = complete_judgment(judge, prompt, seed=seed, answer=answer)
         rows.append(
             {"id": item.id, "score": parse_score(raw, rubric.min_score, rubric.max_score), "raw": raw}
         )
@@ -128,8 +131,13 @@ def judge_pairwise(judge: JudgeBackend, items: Sequence[JudgeItem], seed: int = 
     """Judge each pair in both orders; `a` is `item.response`, `b` is `item.other`."""
     rows = []
     for item in items:
-        raw_first = judge.complete(pairwise_prompt(item.prompt, item.response, item.other), seed=seed)
-        raw_swapped = judge.complete(pairwise_prompt(item.prompt, item.other, item.response), seed=seed)
+        prompts = (
+            pairwise_prompt(item.prompt, item.response, item.other),
+            pairwise_prompt(item.prompt, item.other, item.response),
+        )
+        raw_first, raw_swapped = (
+            complete_judgment(judge, p, seed=seed, answer=VERDICT_FORMAT) for p in prompts
+        )
         first, swapped = parse_verdict(raw_first), parse_verdict(raw_swapped)
         rows.append(
             {
@@ -228,8 +236,15 @@ class _Counting:
     judge: JudgeBackend
     on_item: Callable[[], None] | None
 
-    def complete(self, prompt: str, *, seed: int) -> str:
-        text = self.judge.complete(prompt, seed=seed)
+    @property
+    def structured(self) -> bool:
+        return bool(getattr(self.judge, "structured", False))
+
+    def complete(self, prompt: str, *, seed: int, answer: AnswerFormat | None = None) -> str:
+        if answer is not None:
+            text = complete_judgment(self.judge, prompt, seed=seed, answer=answer)
+        else:
+            text = self.judge.complete(prompt, seed=seed)
         if self.on_item:
             self.on_item()
         return text

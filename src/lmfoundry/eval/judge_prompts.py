@@ -12,6 +12,7 @@ from pathlib import Path
 
 from lmfoundry.config import load_yaml
 from lmfoundry.errors import InvalidInputError, LmfError
+from lmfoundry.eval.judge_format import VERDICT_FORMAT, json_field, score_format
 
 DEFAULT_RUBRIC_TEXT = (
     "5: fully correct, complete and clear; 4: correct with minor gaps; 3: partly correct or "
@@ -83,8 +84,7 @@ def rubric_prompt(rubric: Rubric, prompt: str, response: str, reference: str = "
         "[Response]",
         response.strip(),
         "",
-        f"Explain briefly, then end with a line 'Score: N' where N is an integer from "
-        f"{rubric.min_score} to {rubric.max_score}.",
+        score_format(rubric.min_score, rubric.max_score).instruction(),
     ]
     return "\n".join(lines)
 
@@ -105,7 +105,7 @@ def pairwise_prompt(prompt: str, response_a: str, response_b: str) -> str:
             "[Response B]",
             response_b.strip(),
             "",
-            "Explain briefly, then end with a line 'Verdict: A', 'Verdict: B' or 'Verdict: tie'.",
+            VERDICT_FORMAT.instruction(),
         ]
     )
 
@@ -127,11 +127,14 @@ _BARE = re.compile(r"^[\s*_\"'\[(]*" + _NUMBER + r"[\s*_\"'\].)!]*$")
 def parse_score(text: str, min_score: int = 1, max_score: int = 5) -> int | None:
     """The integer score in a judge's text, or None when there is no unambiguous in-range score.
 
-    Looks, in order, for the last labelled score ("Score: 4", "**Rating:** 4/5", "score = 4"),
+    A JSON reply's "score" field decides; otherwise this looks, in order, for the last labelled score ("Score: 4", "**Rating:** 4/5", "score = 4"),
     then the last "N/M" or "N out of M" with M the scale maximum, then a reply that is only a
     number. Fractions, out-of-range numbers and unlabelled numbers inside prose are rejected:
     a wrong score is worse than a counted unparseable one.
     """
+    structured = json_field(text, "score")
+    if isinstance(structured, int) and not isinstance(structured, bool):
+        return structured if min_score <= structured <= max_score else None
     candidates = [m.group(1) for m in _LABELLED_SCORE.finditer(text)]
     if not candidates:
         candidates = [m.group(1) for m in _OUT_OF.finditer(text) if int(m.group(2)) == max_score]
@@ -165,9 +168,12 @@ _BARE_VERDICT = re.compile(r"^[\s*_\"'\[(]*(a|b|tie)[\s*_\"'\].)!]*$", re.IGNORE
 def parse_verdict(text: str) -> str | None:
     """ "a", "b" or "tie" (positions, not models) from a judge's text, or None.
 
-    Accepts "Verdict: B", "[[A]]" (MT-Bench style, "[[C]]" = tie), "Response A is better" and a
+    Accepts a JSON reply's "verdict" field, "Verdict: B", "[[A]]" (MT-Bench style, "[[C]]" = tie), "Response A is better" and a
     bare "A"; when several appear, the last one wins (judges reason first, then conclude).
     """
+    structured = json_field(text, "verdict")
+    if isinstance(structured, str) and structured.lower() in VERDICTS:
+        return structured.lower()
     for pattern in (_LABELLED_VERDICT, _BRACKETED, _SENTENCE, _BARE_VERDICT):
         found = [m.group(1).lower() for m in pattern.finditer(text)]
         if found:

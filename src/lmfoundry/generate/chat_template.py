@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lmfoundry.types import Message
 
 
-def render_chat(template: str, messages: list[Message], *, bos_token: str = "", eos_token: str = "") -> str:
+def render_chat(
+    template: str,
+    messages: list[Message],
+    *,
+    bos_token: str = "",
+    eos_token: str = "",
+    tools: list[dict[str, Any]] | None = None,
+) -> str:
     """Render `messages` with the assistant cue appended, as transformers' apply_chat_template does."""
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -21,4 +30,5 @@ def render_chat(template: str, messages: list[Message], *, bos_token: str = "", 
         add_generation_prompt=True,
         bos_token=bos_token,
         eos_token=eos_token,
+        tools=tools,
     )

@@ -14,6 +14,15 @@ from typing import Any
 from lmfoundry import plugins
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.generate.backend import Backend
+from lmfoundry.generate.constraints import response_constraint
+from lmfoundry.generate.tools import (
+    ToolSpec,
+    call_constraint,
+    fallback_messages,
+    message_from_dict,
+    parse_tool_calls,
+    tool_spec,
+)
 from lmfoundry.models.load import resolve
 from lmfoundry.models.store import weights_format
 from lmfoundry.types import Message, SamplingParams
@@ -50,6 +59,17 @@ class GenerationResult:
             "tokens_per_s": round(self.tokens_per_s, 3),
             "backend": self.backend,
         }
+
+
+@dataclass
+class ChatReply:
+    """A chat turn's answer as an OpenAI assistant message, with the generation behind it."""
+
+    message: dict[str, Any]
+    """{"role": "assistant", "content": str | None, "tool_calls": [...] (only when it called tools)}"""
+    finish_reason: str
+    """"tool_calls", "stop" or "length"."""
+    result: GenerationResult
 
 
 @dataclass
@@ -172,6 +192,51 @@ class LoadedModel:
         if self.system and not any(m.role == "system" for m in messages):
             messages.insert(0, Message("system", self.system))
         return self.runtime.chat_ids(messages)
+
+    def tool_prompt_ids(self, messages: list[Message], spec: ToolSpec | None) -> list[int]:
+        """A conversation with tools (or with earlier tool turns) as prompt ids: through the chat
+        template's own tool support when it has one, else the fallback format (see generate/tools)."""
+        tools_seen = spec is not None or any(m.role == "tool" or m.tool_calls for m in messages)
+        if not tools_seen:
+            return self.prompt_ids(messages)
+        if self.runtime.supports_tools():
+            if self.system and not any(m.role == "system" for m in messages):
+                messages = [Message("system", self.system), *messages]
+            functions = [{"type": "function", "function": f} for f in spec.functions] if spec else None
+            return self.runtime.chat_ids(messages, tools=functions)
+        return self.prompt_ids(fallback_messages(messages, spec))
+
+    def chat(
+        self,
+        messages: list[Message] | list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
+        response_format: dict[str, Any] | None = None,
+        params: SamplingParams | None = None,
+        **overrides: Any,
+    ) -> ChatReply:
+        """One assistant turn, OpenAI style: tools and tool_choice, or a JSON response_format.
+
+        Tool calls and JSON are enforced by constrained decoding, so arguments always parse and
+        validate against their function's schema."""
+        turns = [m if isinstance(m, Message) else message_from_dict(m) for m in messages]
+        spec = tool_spec(tools, tool_choice, parallel_tool_calls)
+        constraint = call_constraint(spec) if spec else response_constraint(response_format)
+        if spec and response_format and response_format.get("type") != "text":
+            raise InvalidInputError("give either tools or a JSON response_format, not both")
+        chosen = self._params(params, overrides)
+        if constraint is not None:
+            chosen = chosen.replace(constraint=constraint)
+        result = run_stream(self.runtime, self.tool_prompt_ids(turns, spec), chosen)
+        final = next(e.result for e in result if e.result is not None)
+        content, calls = parse_tool_calls(final.text) if spec else (final.text, [])
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if calls:
+            message["tool_calls"] = calls
+        finish = "tool_calls" if calls and final.finish_reason == "stop" else final.finish_reason
+        return ChatReply(message, finish, final)
 
     def _params(self, params: SamplingParams | None, overrides: dict[str, Any]) -> SamplingParams:
         return (params or self.defaults).replace(**overrides)

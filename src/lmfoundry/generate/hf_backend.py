@@ -7,13 +7,15 @@ KV cache, sampling with `lmfoundry.generate.sampling`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 from lmfoundry.errors import LmfError
+from lmfoundry.generate.constraints import TokenConstraint, hf_lltokenizer, validate
 from lmfoundry.generate.sampling import make_generator, sample_next
 from lmfoundry.models.load import ResolvedModel, load_hf_model
-from lmfoundry.types import Message, SamplingParams
+from lmfoundry.types import Constraint, Message, SamplingParams
 
 
 class TransformersBackend:
@@ -36,6 +38,8 @@ class TransformersBackend:
             config_eos if isinstance(config_eos, list) else [config_eos] if config_eos is not None else []
         )
         self.eos_ids = frozenset(i for i in eos if i is not None)
+        self._lltokenizer: Any = None
+        self._lltokenizer_lock = threading.Lock()
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
@@ -46,25 +50,51 @@ class TransformersBackend:
     def has_chat_template(self) -> bool:
         return bool(self.tokenizer.chat_template)
 
-    def chat_ids(self, messages: list[Message]) -> list[int]:
+    def supports_tools(self) -> bool:
+        return "tools" in str(self.tokenizer.chat_template or "")
+
+    def chat_ids(self, messages: list[Message], tools: list[dict[str, Any]] | None = None) -> list[int]:
         if not self.has_chat_template():
             raise LmfError(
                 "this model has no chat template: give a raw prompt, or set chat_template in a profile"
             )
         encoded = self.tokenizer.apply_chat_template(
-            [m.to_dict() for m in messages], add_generation_prompt=True, tokenize=True, return_dict=True
+            [m.to_dict() for m in messages],
+            tools=tools,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
         )
         return list(encoded["input_ids"])
+
+    def vocab_size(self) -> int:
+        """Width of the logits (may exceed the tokenizer's length by padding ids)."""
+        output = self.model.get_output_embeddings()
+        return int(output.weight.shape[0]) if output is not None else len(self.tokenizer)
+
+    def constrain(self, constraint: Constraint) -> TokenConstraint:
+        """A fresh grammar state for one generation (InvalidInputError names a bad constraint)."""
+        with self._lltokenizer_lock:
+            if self._lltokenizer is None:
+                self._lltokenizer = hf_lltokenizer(self.tokenizer, self.vocab_size(), self.eos_ids)
+        grammar = validate(constraint, self._lltokenizer)
+        return TokenConstraint(self._lltokenizer, grammar, self.vocab_size())
 
     def token_stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[int]:
         import torch
 
         generator = None if params.greedy else make_generator(params.seed)
+        grammar = self.constrain(params.constraint) if params.constraint else None
         history = list(prompt_ids)
         with torch.inference_mode():
             out = self.model(input_ids=torch.tensor([prompt_ids]), use_cache=True, logits_to_keep=1)
             for _ in range(params.max_new_tokens):
-                token = sample_next(out.logits[0, -1], params, history, generator)
+                logits = out.logits[0, -1]
+                if grammar is not None:
+                    logits = grammar.mask_logits(logits)
+                token = sample_next(logits, params, history, generator)
+                if grammar is not None:
+                    grammar.accept(token)
                 history.append(token)
                 yield token
                 if token in self.eos_ids:

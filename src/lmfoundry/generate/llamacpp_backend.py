@@ -7,15 +7,17 @@ seeded per request; temperature 0 is llama.cpp's greedy sampler.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lmfoundry.errors import LmfError
 from lmfoundry.generate.chat_template import render_chat
+from lmfoundry.generate.constraints import TokenConstraint, llamacpp_lltokenizer, validate
 from lmfoundry.models.load import ResolvedModel
 from lmfoundry.plugins import require
-from lmfoundry.types import Message, SamplingParams
+from lmfoundry.types import Constraint, Message, SamplingParams
 
 
 class LlamaCppBackend:
@@ -47,6 +49,8 @@ class LlamaCppBackend:
         self.chat_template = chat_template or self.llm.metadata.get("tokenizer.chat_template")
         self._bos = self.llm.detokenize([self.llm.token_bos()], special=True).decode("utf-8", "ignore")
         self._eos = self.llm.detokenize([self.llm.token_eos()], special=True).decode("utf-8", "ignore")
+        self._lltokenizer: Any = None
+        self._lltokenizer_lock = threading.Lock()
 
     def encode(self, text: str) -> list[int]:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=self._adds_bos(), special=True))
@@ -61,20 +65,39 @@ class LlamaCppBackend:
     def has_chat_template(self) -> bool:
         return bool(self.chat_template)
 
-    def chat_ids(self, messages: list[Message]) -> list[int]:
+    def supports_tools(self) -> bool:
+        return "tools" in str(self.chat_template or "")
+
+    def chat_ids(self, messages: list[Message], tools: list[dict[str, Any]] | None = None) -> list[int]:
         if not self.chat_template:
             raise LmfError(
                 "this model has no chat template: give a raw prompt, or set chat_template in a profile"
             )
 
-        text = render_chat(self.chat_template, messages, bos_token=self._bos, eos_token=self._eos)
+        text = render_chat(
+            self.chat_template, messages, bos_token=self._bos, eos_token=self._eos, tools=tools
+        )
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def constrain(self, constraint: Constraint) -> TokenConstraint:
+        """A fresh grammar state for one generation (InvalidInputError names a bad constraint)."""
+        with self._lltokenizer_lock:
+            if self._lltokenizer is None:
+                self._lltokenizer = llamacpp_lltokenizer(self.llm, self.eos_ids)
+        grammar = validate(constraint, self._lltokenizer)
+        return TokenConstraint(self._lltokenizer, grammar, int(self.llm.n_vocab()))
 
     def token_stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[int]:
         if params.seed is not None:
             self.llm.set_seed(params.seed)
         if params.max_new_tokens == 0:
             return
+        grammar = self.constrain(params.constraint) if params.constraint else None
+        processors = None
+        if grammar is not None:
+            import llama_cpp
+
+            processors = llama_cpp.LogitsProcessorList([lambda _ids, scores: grammar.mask_scores(scores)])
         tokens = self.llm.generate(
             prompt_ids,
             top_k=params.top_k,
@@ -83,8 +106,11 @@ class LlamaCppBackend:
             temp=params.temperature,
             repeat_penalty=params.repetition_penalty,
             reset=True,
+            logits_processor=processors,
         )
         for produced, token in enumerate(tokens, start=1):
+            if grammar is not None:
+                grammar.accept(int(token))
             yield int(token)
             if token in self.eos_ids or produced >= params.max_new_tokens:
                 return

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from lmfoundry.embed.sentence import load_embedder
 from lmfoundry.errors import InvalidInputError, LmfError, ModelNotFoundError
+from lmfoundry.generate.constraints import response_constraint
+from lmfoundry.generate.tools import ToolSpec, call_constraint, parse_tool_calls, tool_spec
 from lmfoundry.prompts.apply import render_conversation, render_input
 from lmfoundry.prompts.registry import PromptRef, resolve_prompt
 from lmfoundry.serve import openai_format as fmt
@@ -37,7 +39,8 @@ from lmfoundry.serve.errors import (
 from lmfoundry.serve.logprobs import kept_tokens, logprobs_object, score
 from lmfoundry.serve.scheduler import QueueFullError, RequestTimeoutError
 from lmfoundry.serve.streaming import collect, merged
-from lmfoundry.types import Message, SamplingParams
+from lmfoundry.serve.tool_stream import ToolDeltas
+from lmfoundry.types import Constraint, Message, SamplingParams
 
 if TYPE_CHECKING:
     from lmfoundry.generate.engine import GenerationResult
@@ -221,8 +224,37 @@ def chat_messages(req: ChatCompletionRequest) -> list[Message]:
     messages = []
     for m in req.messages:
         role = "system" if m.role == "developer" else m.role
-        messages.append(Message(role, m.text()))  # type: ignore[arg-type]
+        calls = tuple(m.tool_calls or ())
+        messages.append(Message(role, m.text(), tool_calls=calls, tool_call_id=m.tool_call_id, name=m.name))  # type: ignore[arg-type]
     return messages
+
+
+def chat_constraint(req: ChatCompletionRequest) -> tuple[ToolSpec | None, Constraint | None]:
+    """The request's tools and the constraint its output must follow (400 naming the bad field)."""
+    try:
+        spec = tool_spec(req.tools, req.tool_choice, req.parallel_tool_calls)
+    except InvalidInputError as exc:
+        raise bad_request(str(exc), "tool_choice" if "tool_choice" in str(exc) else "tools") from exc
+    wants_json = req.response_format is not None and req.response_format.get("type") != "text"
+    if spec is not None and wants_json:
+        raise bad_request("give either tools or a JSON response_format, not both", "response_format")
+    if spec is not None:
+        return spec, call_constraint(spec)
+    try:
+        return None, response_constraint(req.response_format)
+    except InvalidInputError as exc:
+        raise bad_request(str(exc), "response_format") from exc
+
+
+def _reply(result: GenerationResult, spec: ToolSpec | None) -> tuple[str | dict[str, Any], str]:
+    """A choice's message (with tool_calls when it called tools) and finish reason."""
+    if spec is None:
+        return _text(result), result.finish_reason
+    content, calls = parse_tool_calls(_text(result))
+    if not calls:
+        return {"role": "assistant", "content": content}, result.finish_reason
+    finish = "tool_calls" if result.finish_reason == "stop" else result.finish_reason
+    return {"role": "assistant", "content": content, "tool_calls": calls}, finish
 
 
 async def chat_completions(
@@ -230,20 +262,33 @@ async def chat_completions(
 ) -> dict[str, Any] | AsyncIterator[str]:
     adapter = resolve_model(state, req.model)
     params = sampling_params(state, req)
+    spec, constraint = chat_constraint(req)
+    if constraint is not None:
+        params = params.replace(constraint=constraint)
     messages = chat_messages(req)
     template = state.template(req.prompt_template)
     if template is not None:
         messages = render_conversation(template, messages)
         params = params.replace(stop=(*params.stop, *template.template.stop))
-    prompt_ids = state.served.prompt_ids(messages)
+    prompt_ids = state.served.chat_prompt_ids(messages, spec)
     generations = await start_choices(state, prompt_ids, params, adapter, req.n)
     rid, created = fmt.new_id("chatcmpl"), fmt.now()
     if req.stream:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return _stream(state, generations, rid, created, req.model, include_usage, chat=True, request=req)
+        return _stream(
+            state,
+            generations,
+            rid,
+            created,
+            req.model,
+            include_usage,
+            chat=True,
+            request=req,
+            tools=spec is not None,
+        )
     results = await _collect_all(state, generations)
     usage = fmt.usage(len(prompt_ids), sum(r.completion_tokens for r in results))
-    body = fmt.chat_completion(rid, req.model, created, [(_text(r), r.finish_reason) for r in results], usage)
+    body = fmt.chat_completion(rid, req.model, created, [_reply(r, spec) for r in results], usage)
     _capture(state, "chat", req, body)
     return body
 
@@ -359,10 +404,16 @@ class _StreamFormat:
         obj = "chat.completion.chunk" if self.chat else "text_completion"
         return fmt.sse(fmt.usage_chunk(self.rid, self.model, self.created, obj, usage))
 
-    def full_body(self, texts: list[str], finishes: list[str], usage: dict[str, int]) -> dict[str, Any]:
+    def delta_chunk(self, index: int, delta: dict[str, Any]) -> str:
+        return fmt.sse(fmt.chat_chunk(self.rid, self.model, self.created, index, delta, None))
+
+    def full_body(
+        self, texts: list[str] | list[dict[str, Any]], finishes: list[str], usage: dict[str, int]
+    ) -> dict[str, Any]:
         """The non-streamed body the stream adds up to (what capture records)."""
+        choices: list[Any] = list(zip(texts, finishes, strict=True))
         build = fmt.chat_completion if self.chat else fmt.text_completion
-        return build(self.rid, self.model, self.created, list(zip(texts, finishes, strict=True)), usage)
+        return build(self.rid, self.model, self.created, choices, usage)
 
 
 async def _stream(
@@ -375,9 +426,11 @@ async def _stream(
     *,
     chat: bool,
     request: Any,
+    tools: bool = False,
 ) -> AsyncIterator[str]:
     """SSE chunks in the OpenAI format; an error after the headers went out becomes an error chunk."""
     form = _StreamFormat(rid, model, created, chat)
+    calls = [ToolDeltas() for _ in generations] if tools else None
     texts = [""] * len(generations)
     pending = [""] * len(generations)
     finishes: list[str] = ["length"] * len(generations)
@@ -392,21 +445,29 @@ async def _stream(
             held = pending[index] + event.delta
             ready = held.rstrip("\ufffd")
             pending[index] = held[len(ready) :]
-            if ready:
+            if ready and calls is not None:
+                for delta in calls[index].feed(ready):
+                    yield form.delta_chunk(index, delta)
+            elif ready:
                 texts[index] += ready
                 yield form.choice_chunk(index, ready, None)
             if event.result is not None:
                 finishes[index] = event.result.finish_reason
+                if calls is not None:
+                    owed, finishes[index] = calls[index].finish(event.result.finish_reason)
+                    for delta in owed:
+                        yield form.delta_chunk(index, delta)
                 completion_tokens += event.result.completion_tokens
                 _observe(state, generations[index], event.result)
-                yield form.choice_chunk(index, None, event.result.finish_reason)
+                yield form.choice_chunk(index, None, finishes[index])
         if include_usage:
             yield form.usage_chunk(fmt.usage(len(generations[0].prompt_ids), completion_tokens))
     except Exception as exc:
         yield fmt.sse(to_api_error(exc).body())
     else:
         usage = fmt.usage(len(generations[0].prompt_ids), completion_tokens)
-        _capture(state, "chat" if chat else "completions", request, form.full_body(texts, finishes, usage))
+        replies = [c.message() for c in calls] if calls is not None else texts
+        _capture(state, "chat" if chat else "completions", request, form.full_body(replies, finishes, usage))
     yield fmt.DONE
 
 

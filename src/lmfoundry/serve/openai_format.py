@@ -36,17 +36,21 @@ def _envelope(rid: str, obj: str, created: int, model: str, choices: list[dict[s
 
 
 def chat_completion(
-    rid: str, model: str, created: int, choices: list[tuple[str, str]], usage_: dict[str, int]
+    rid: str,
+    model: str,
+    created: int,
+    choices: list[tuple[str | dict[str, Any], str]],
+    usage_: dict[str, int],
 ) -> dict[str, Any]:
-    """`choices` is [(text, finish_reason)] in index order."""
+    """`choices` is [(text or assistant message, finish_reason)] in index order."""
     bodies = [
         {
             "index": i,
-            "message": {"role": "assistant", "content": text},
+            "message": reply if isinstance(reply, dict) else {"role": "assistant", "content": reply},
             "finish_reason": finish,
             "logprobs": None,
         }
-        for i, (text, finish) in enumerate(choices)
+        for i, (reply, finish) in enumerate(choices)
     ]
     return {**_envelope(rid, "chat.completion", created, model, bodies), "usage": usage_}
 

@@ -47,11 +47,19 @@ class Handle:
     """One submitted generation: iterate it for token ids (an EOS id, if produced, comes last)."""
 
     def __init__(
-        self, prompt_ids: list[int], params: SamplingParams, adapter: str | None, timeout_s: float | None
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        adapter: str | None,
+        timeout_s: float | None,
+        *,
+        grammar: Any = None,
     ) -> None:
         self.prompt_ids = prompt_ids
         self.params = params
         self.adapter = adapter
+        self.grammar = grammar
+        """The request's constraint state (`TokenConstraint`), applied by the batch scheduler."""
         self.submitted_at = time.perf_counter()
         self.deadline = self.submitted_at + timeout_s if timeout_s else None
         self.started_at: float | None = None
@@ -303,7 +311,12 @@ class BatchScheduler(_Loop):
             params = handle.params
             self._generators[handle] = None if params.greedy else make_generator(params.seed)
         history = [*handle.prompt_ids, *handle.generated]
-        return sample_next(logits, handle.params, history, self._generators[handle])
+        if handle.grammar is not None:
+            logits = handle.grammar.mask_logits(logits)
+        token = sample_next(logits, handle.params, history, self._generators[handle])
+        if handle.grammar is not None:
+            handle.grammar.accept(token)
+        return token
 
     def _emit(self, handle: Handle, token: int) -> bool:
         """Hand `token` to the client; True when the request is finished."""

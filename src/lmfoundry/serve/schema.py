@@ -30,6 +30,7 @@ class ChatMessage(_Strict):
     content: str | list[TextPart] | None = None
     name: str | None = None
     tool_call_id: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
     refusal: str | None = None
 
     def text(self) -> str:
@@ -125,28 +126,10 @@ class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     response_format: dict[str, Any] | None = None
+    """text, json_object or json_schema: enforced by constrained decoding (checked in the handler)."""
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
-
-    @field_validator("response_format")
-    @classmethod
-    def _check_format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and value != {"type": "text"}:
-            raise ValueError('only response_format {"type": "text"} is supported')
-        return value
-
-    @field_validator("tools")
-    @classmethod
-    def _check_tools(cls, value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
-        if value:
-            raise ValueError("tools are not supported by this server")
-        return value
-
-    @field_validator("tool_choice")
-    @classmethod
-    def _check_tool_choice(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
-        return _neutral(value, (None, "none", "auto"), "tool_choice")
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens

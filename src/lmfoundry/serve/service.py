@@ -20,8 +20,10 @@ from lmfoundry.serve.adapter_pool import AdapterPool
 from lmfoundry.serve.scheduler import BatchScheduler, Handle, SequentialScheduler
 
 if TYPE_CHECKING:
+    from lmfoundry.generate.constraints import TokenConstraint
     from lmfoundry.generate.engine import LoadedModel, StreamEvent
-    from lmfoundry.types import Message, SamplingParams
+    from lmfoundry.generate.tools import ToolSpec
+    from lmfoundry.types import Constraint, Message, SamplingParams
 
 
 @dataclass
@@ -66,11 +68,17 @@ class _HandleBackend:
     def decode(self, ids: list[int]) -> str:
         return str(self.runtime.decode(ids))
 
-    def chat_ids(self, messages: list[Message]) -> list[int]:
-        return list(self.runtime.chat_ids(messages))
+    def chat_ids(self, messages: list[Message], tools: list[dict[str, Any]] | None = None) -> list[int]:
+        return list(self.runtime.chat_ids(messages, tools=tools))
 
     def has_chat_template(self) -> bool:
         return bool(self.runtime.has_chat_template())
+
+    def supports_tools(self) -> bool:
+        return bool(self.runtime.supports_tools())
+
+    def constrain(self, constraint: Constraint) -> TokenConstraint:
+        return self.runtime.constrain(constraint)  # type: ignore[no-any-return]
 
     def token_stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[int]:
         try:
@@ -185,6 +193,12 @@ class ServedModel:
             raise InvalidInputError(f"model {self.name!r} has no chat template: use /v1/completions")
         return self.loaded.prompt_ids(prompt)  # type: ignore[arg-type]
 
+    def chat_prompt_ids(self, messages: list[Message], tools: ToolSpec | None) -> list[int]:
+        """A conversation's prompt ids, with its tools and earlier tool turns rendered."""
+        if not self.runtime.has_chat_template():
+            raise InvalidInputError(f"model {self.name!r} has no chat template: use /v1/completions")
+        return self.loaded.tool_prompt_ids(messages, tools)
+
     def start(
         self, prompt_ids: list[int], params: SamplingParams, adapter: str | None, timeout_s: float | None
     ) -> Generation:
@@ -199,7 +213,8 @@ class ServedModel:
             if self.adapters is None:
                 raise InvalidInputError(f"model {self.name!r} serves no adapters")
             self.adapters.acquire(adapter)
-        handle = Handle(prompt_ids, params, adapter, timeout_s)
+        grammar = self.runtime.constrain(params.constraint) if params.constraint else None  # 400 if bad
+        handle = Handle(prompt_ids, params, adapter, timeout_s, grammar=grammar)
         if adapter is not None:
             pool = self.adapters
             assert pool is not None

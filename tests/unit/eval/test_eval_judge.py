@@ -27,7 +27,7 @@ from lmfoundry.types import SamplingParams
 
 
 def _section(prompt: str, name: str) -> str:
-    match = re.search(rf"\[{name}\]\n(.*?)(?:\n\n\[|\n\n(?:Explain)|$)", prompt, re.S)
+    match = re.search(rf"\[{name}\]\n(.*?)(?:\n\n\[|\n\n(?:Explain|Reply)|$)", prompt, re.S)
     assert match, f"no [{name}] section in the judge prompt"
     return match.group(1).strip()
 
