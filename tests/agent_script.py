@@ -26,10 +26,12 @@ class ScriptedModel:
         self.replies = list(replies)
         self.seen: list[list[dict[str, Any]]] = []
         self.tools: list[list[dict[str, Any]]] = []
+        self.choices: list[str | dict[str, Any]] = []
 
     def complete(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], tool_choice: str | dict[str, Any]
     ) -> dict[str, Any]:
         self.seen.append(copy.deepcopy(messages))
         self.tools.append(tools)
+        self.choices.append(tool_choice)
         return self.replies.pop(0) if self.replies else answer("out of script")

@@ -49,6 +49,9 @@ class Constraint:
 
     kind: ConstraintKind
     spec: str
+    end_on_repeat: str = ""
+    """When set, the output ends as soon as a segment closed by this delimiter repeats an earlier
+    one (tool calls: small models otherwise repeat one call until the token limit)."""
 
     @classmethod
     def json(cls, schema: dict[str, Any] | None = None) -> Constraint:

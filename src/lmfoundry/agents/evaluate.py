@@ -98,14 +98,26 @@ def evaluate_agent(
     time_limit_s: float = 120.0,
     on_task: Callable[[ToolTask, TaskOutcome], object] | None = None,
     db_dir: Path | None = None,
+    first_tool_choice: str | None = "required",
 ) -> AgentScore:
-    """Run the agent on the bundled tool-use task (RAG items only with `rag_store`) and score it."""
+    """Run the agent on the bundled tool-use task (RAG items only with `rag_store`) and score it.
+
+    Every item needs a tool, so the first step requires a call by default (`first_tool_choice`):
+    what is scored is then whether the calls are valid and the results are used, not whether a
+    small model thinks of calling at all (`None` leaves that to the model)."""
     tasks = tool_use_tasks(seed, include_rag=rag_store is not None)[:limit]
     tools = task_tools(seed, rag_store, db_dir)
     outcomes = []
     try:
         for task in tasks:
-            result = run_agent(model, task.question, tools, max_steps=max_steps, time_limit_s=time_limit_s)
+            result = run_agent(
+                model,
+                task.question,
+                tools,
+                max_steps=max_steps,
+                time_limit_s=time_limit_s,
+                first_tool_choice=first_tool_choice,
+            )
             outcomes.append(outcome(task, result))
             if on_task is not None:
                 on_task(task, outcomes[-1])

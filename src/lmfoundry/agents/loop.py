@@ -91,6 +91,9 @@ class _Run:
     tracer: Tracer
     deadline: float
     tool_choice: str | dict[str, Any]
+    first_tool_choice: str | dict[str, Any] | None = None
+    """The first step's tool_choice ("required" makes a model that would answer from memory look
+    something up first); later steps use `tool_choice`."""
 
 
 def run_agent(
@@ -104,9 +107,11 @@ def run_agent(
     on_step: Callable[[Step], object] | None = None,
     trace: bool = False,
     tool_choice: str | dict[str, Any] = "auto",
+    first_tool_choice: str | dict[str, Any] | None = None,
 ) -> AgentResult:
     """Run `task` to an answer or a limit. `on_step` sees each step as it finishes; `trace` records
-    the run in MLflow. The tools stay open (close them with `close_tools`)."""
+    the run in MLflow; `first_tool_choice` overrides `tool_choice` on the first step only. The
+    tools stay open (close them with `close_tools`)."""
     if max_steps < 1 or time_limit_s <= 0:
         raise InvalidInputError(
             f"max_steps must be >= 1 and time_limit_s > 0, got {max_steps}, {time_limit_s}"
@@ -115,7 +120,7 @@ def run_agent(
     start = time.monotonic()
     messages = [{"role": "system", "content": system or DEFAULT_SYSTEM}, {"role": "user", "content": task}]
     tracer = Tracer(trace)
-    run = _Run(model, by_name, messages, tracer, start + time_limit_s, tool_choice)
+    run = _Run(model, by_name, messages, tracer, start + time_limit_s, tool_choice, first_tool_choice)
     steps: list[Step] = []
     with tracer.span("agent", "AGENT", {"task": task, "tools": list(by_name)}) as span:
         answer, stop = _loop(run, max_steps, steps, on_step)
@@ -154,7 +159,8 @@ def _step(run: _Run, index: int) -> tuple[Step, bool]:
     specs = [tool.spec() for tool in run.tools.values()]
     with run.tracer.span(f"step {index}", "CHAIN"):
         with run.tracer.span("model", "CHAT_MODEL", {"messages": list(run.messages)}) as span:
-            message = run.model.complete(run.messages, specs, run.tool_choice)
+            choice = run.first_tool_choice if index == 0 and run.first_tool_choice else run.tool_choice
+            message = run.model.complete(run.messages, specs, choice)
             span.set_outputs(message)
         calls = _normalized_calls(message.get("tool_calls") or [], index)
         run.messages.append(

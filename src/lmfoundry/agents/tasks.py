@@ -31,6 +31,8 @@ class ToolTask:
     `text`: the normalized answer contains the normalized `expected`."""
     tool: str
     """The tool the question is written for."""
+    reference: str = ""
+    """What a correct call passes: the calculator expression or the SQL query (training data)."""
 
 
 def calculator_tasks(seed: int = 0, n: int = 6) -> list[ToolTask]:
@@ -39,13 +41,16 @@ def calculator_tasks(seed: int = 0, n: int = 6) -> list[ToolTask]:
     tasks = []
     for i in range(n):
         a, b, c = rng.randint(120, 9999), rng.randint(13, 999), rng.randint(100, 99999)
-        question, value = [
-            (f"What is {a} * {b} + {c}?", a * b + c),
-            (f"What is {c} divided by {b}? Give the result rounded to 2 decimal places.", round(c / b, 2)),
-            (f"What is {b} to the power of 3, minus {a}?", b**3 - a),
-            (f"What is {b % 97 + 3}% of {c}?", round((b % 97 + 3) / 100 * c, 2)),
-        ][i % 4]
-        tasks.append(ToolTask(f"calc-{seed}-{i}", question, _number_text(value), "number", "calculator"))
+        question, value, expression = [
+            (f"What is {a} * {b} + {c}?", a * b + c, f"{a} * {b} + {c}"),
+            (f"What is {c} divided by {b}? Give the result rounded to 2 decimal places.", round(c / b, 2),
+             f"round({c} / {b}, 2)"),
+            (f"What is {b} to the power of 3, minus {a}?", b**3 - a, f"{b} ** 3 - {a}"),
+            (f"What is {b % 97 + 3}% of {c}?", round((b % 97 + 3) / 100 * c, 2), f"round({b % 97 + 3} / 100 * {c}, 2)"),
+        ][i % 4]  # fmt: skip
+        tasks.append(
+            ToolTask(f"calc-{seed}-{i}", question, _number_text(value), "number", "calculator", expression)
+        )
     return tasks
 
 
@@ -70,7 +75,26 @@ def sql_tasks(seed: int = 0) -> list[ToolTask]:
         ("Which product brought in the most revenue (quantity times price)? Answer with its name.", top, "text"),
         (f"How many orders were placed on or after March {day}, 2024?", str(sum(o.day >= day for o in orders)), "number"),
     ]  # fmt: skip
-    return [ToolTask(f"sql-{seed}-{i}", q, e, k, "sql") for i, (q, e, k) in enumerate(items)]  # type: ignore[arg-type]
+    queries = _sql_references(customer, product, day)
+    return [
+        ToolTask(f"sql-{seed}-{i}", q, e, k, "sql", queries[i])  # type: ignore[arg-type]
+        for i, (q, e, k) in enumerate(items)
+    ]
+
+
+_ORDERS = "orders JOIN customers ON customers.id = orders.customer_id JOIN products ON products.id = orders.product_id"
+
+
+def _sql_references(customer: str, product: str, day: int) -> list[str]:
+    """The query answering each `sql_tasks` question, in its order."""
+    return [
+        f"SELECT COUNT(*) FROM {_ORDERS} WHERE customers.name = '{customer}'",
+        f"SELECT SUM(orders.quantity) FROM {_ORDERS} WHERE products.name = '{product}'",
+        f"SELECT ROUND(SUM(orders.quantity * products.price), 2) FROM {_ORDERS} WHERE customers.name = '{customer}'",
+        f"SELECT products.name, SUM(orders.quantity * products.price) AS revenue FROM {_ORDERS} "
+        "GROUP BY products.name ORDER BY revenue DESC LIMIT 1",
+        f"SELECT COUNT(*) FROM orders WHERE order_date >= '2024-03-{day:02d}'",
+    ]
 
 
 RAG_QUESTIONS = [

@@ -14,6 +14,7 @@ from lmfoundry.agents.model import LocalToolModel, OpenAIToolModel, ToolChatMode
 from lmfoundry.agents.tasks import ToolTask
 from lmfoundry.agents.toolbox import BUILTIN_TOOLS, ToolOptions, build_tools
 from lmfoundry.agents.tools.base import close_tools
+from lmfoundry.agents.train_data import make_tool_use_synthetic
 from lmfoundry.cli.common import add_command_group, add_json_flag, add_subcommand, print_result
 from lmfoundry.cli.tracking import add_track_flag, track_cli_run, tracking_enabled
 from lmfoundry.generate.engine import load_model
@@ -54,6 +55,14 @@ def register(subparsers: Any) -> None:
     _add_model_options(ev)
     add_track_flag(ev)
     add_json_flag(ev)
+    data = add_subcommand(commands, "data", _data, help="write function-calling training data for the tool-use task",
+                          description="Write train/validation/test JSONL of function-calling conversations (the "
+                          "tool-use task's reference calls, run through the real tools) for `lmf finetune`; task "
+                          "seeds are disjoint from those `lmf agent eval` scores. See docs/agents.md.")  # fmt: skip
+    data.add_argument("--n", type=int, default=600, help="chat records in all splits (default 600)")
+    data.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    data.add_argument("--out", help="output directory (default $LMF_HOME/data/tool-use-synthetic)")
+    add_json_flag(data)
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +75,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-new-tokens", type=int, default=512, help="tokens per model reply (default 512)"
     )
+    parser.add_argument("--first-call", choices=["auto", "required"], default=None,
+                        help="tool_choice of the first step: 'required' makes the model call a tool before "
+                        "answering (small models otherwise answer from memory); later steps are 'auto'. "
+                        "Default: auto for run, required for eval (every task item needs a tool)")  # fmt: skip
 
 
 def _names(text: str) -> list[str]:
@@ -91,7 +104,8 @@ def _run(args: argparse.Namespace) -> int:
         model = _model(args)
         on_step = None if args.json else _print_step
         result = run_agent(model, args.task, tools, system=args.system, max_steps=args.max_steps,
-                           time_limit_s=args.time_limit, on_step=on_step, trace=_tracing(args))  # fmt: skip
+                           time_limit_s=args.time_limit, on_step=on_step, trace=_tracing(args),
+                           first_tool_choice=args.first_call)  # fmt: skip
     finally:
         close_tools(tools)
     return print_result(args, result.to_dict(), lambda: _print_answer(result))
@@ -136,19 +150,28 @@ def _eval(args: argparse.Namespace) -> int:
     model = _model(args)
     on_task = None if args.json else _print_outcome
     score = evaluate_agent(model, seed=args.seed, limit=args.limit, rag_store=args.rag_store,
-                           max_steps=args.max_steps, time_limit_s=args.time_limit, on_task=on_task)  # fmt: skip
+                           max_steps=args.max_steps, time_limit_s=args.time_limit, on_task=on_task,
+                           first_tool_choice=args.first_call or "required")  # fmt: skip
     data = score.to_dict()
     params = {"model": args.model, "base_url": args.base_url, "seed": args.seed, "limit": args.limit,
-              "rag_store": args.rag_store, "max_steps": args.max_steps}  # fmt: skip
+              "rag_store": args.rag_store, "max_steps": args.max_steps,
+              "first_call": args.first_call or "required"}  # fmt: skip
     metrics = {k: data[k] for k in ("success_rate", "valid_call_rate", "mean_steps", "n", "successes")}
     track_cli_run(args, "agent-eval", params, metrics, run_name=f"agent-eval {args.model}")
     return print_result(args, data, lambda: _print_score(score))
 
 
+def _data(args: argparse.Namespace) -> int:
+    paths = make_tool_use_synthetic(args.n, args.seed, args.out)
+    sizes = {split: sum(1 for _ in path.open(encoding="utf-8")) for split, path in paths.items()}
+    folder = str(next(iter(paths.values())).parent)
+    return print_result(args, {"dir": folder, "splits": sizes}, lambda: print(f"wrote {folder}: {sizes}"))
+
+
 def _print_outcome(task: ToolTask, outcome: TaskOutcome) -> None:
     mark = "ok  " if outcome.success else "FAIL"
     answer = " ".join((outcome.answer or f"<{outcome.stop_reason}>").split())[:100]
-    print(f"{mark} {task.id}: expected {task.expected!r}, got {answer!r} ({outcome.steps} steps)")
+    print(f"{mark} {task.id}: expected {task.expected!r}, got {answer!r} ({outcome.steps} steps)", flush=True)
 
 
 def _print_score(score: AgentScore) -> None:

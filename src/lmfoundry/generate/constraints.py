@@ -61,6 +61,16 @@ def _regex_lark(pattern: str) -> str:
     return "start: /" + re.sub(r"(?<!\\)/", r"\\/", ascii_pattern) + "/"
 
 
+def compile_for(
+    constraint: Constraint, lltokenizer: Any, vocab_size: int, eos_ids: frozenset[int]
+) -> TokenConstraint:
+    """A fresh grammar state for one generation (InvalidInputError names a bad constraint)."""
+    grammar = validate(constraint, lltokenizer)
+    return TokenConstraint(
+        lltokenizer, grammar, vocab_size, eos_ids=eos_ids, end_on_repeat=constraint.end_on_repeat
+    )
+
+
 def validate(constraint: Constraint, lltokenizer: Any = None) -> str:
     """Compile-check `constraint` and return its grammar; the error names what is wrong."""
     from llguidance import LLMatcher
@@ -75,13 +85,25 @@ def validate(constraint: Constraint, lltokenizer: Any = None) -> str:
 class TokenConstraint:
     """The grammar state of one generation over one tokenizer."""
 
-    def __init__(self, lltokenizer: Any, grammar: str, vocab_size: int) -> None:
+    def __init__(
+        self,
+        lltokenizer: Any,
+        grammar: str,
+        vocab_size: int,
+        *,
+        eos_ids: frozenset[int] = frozenset(),
+        end_on_repeat: str = "",
+    ) -> None:
         from llguidance import LLMatcher
 
         self.matcher = LLMatcher(lltokenizer, grammar, log_level=0)
         if self.matcher.is_error():
             raise InvalidInputError(f"invalid constraint: {self.matcher.get_error()}")
+        self.lltokenizer = lltokenizer
         self.vocab_size = vocab_size
+        self.eos_ids = sorted(i for i in eos_ids if i < vocab_size)
+        self.end_on_repeat = end_on_repeat.encode()
+        self.tokens: list[int] = []
 
     def allowed(self) -> np.ndarray:
         """A boolean vector over the vocabulary: True where the next token may be."""
@@ -89,6 +111,10 @@ class TokenConstraint:
 
         if self.matcher.is_error():
             raise InvalidInputError(f"constrained decoding failed: {self.matcher.get_error()}")
+        if self._repeated() and self.eos_ids:
+            allowed = np.zeros(self.vocab_size, dtype=bool)
+            allowed[self.eos_ids] = True
+            return allowed
         forced = self.matcher.compute_ff_tokens()
         if forced:  # text the grammar fixes goes in its usual tokenization, not spelled out
             allowed = np.zeros(self.vocab_size, dtype=bool)
@@ -114,8 +140,19 @@ class TokenConstraint:
         allowed = self.allowed()[: scores.shape[-1]]
         return np.where(allowed, scores, -np.inf).astype(scores.dtype)
 
+    def _repeated(self) -> bool:
+        """True when the text so far ends with a delimited segment that already appeared."""
+        if not self.end_on_repeat:
+            return False
+        text = bytes(self.lltokenizer.decode_bytes(self.tokens))
+        if not text.endswith(self.end_on_repeat):
+            return False
+        segments = [s.strip() for s in text.split(self.end_on_repeat)[:-1]]
+        return segments[-1] in segments[:-1]
+
     def accept(self, token: int) -> None:
         """Advance the grammar past the token that was sampled."""
+        self.tokens.append(token)
         if not self.matcher.consume_token(token):
             raise InvalidInputError(
                 f"constrained decoding rejected token {token}: {self.matcher.get_error()}"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from lmfoundry.errors import LmfError
-from lmfoundry.generate.constraints import TokenConstraint, hf_lltokenizer, validate
+from lmfoundry.generate.constraints import TokenConstraint, compile_for, hf_lltokenizer
 from lmfoundry.generate.sampling import make_generator, sample_next
 from lmfoundry.models.load import ResolvedModel, load_hf_model
 from lmfoundry.types import Constraint, Message, SamplingParams
@@ -77,8 +77,7 @@ class TransformersBackend:
         with self._lltokenizer_lock:
             if self._lltokenizer is None:
                 self._lltokenizer = hf_lltokenizer(self.tokenizer, self.vocab_size(), self.eos_ids)
-        grammar = validate(constraint, self._lltokenizer)
-        return TokenConstraint(self._lltokenizer, grammar, self.vocab_size())
+        return compile_for(constraint, self._lltokenizer, self.vocab_size(), self.eos_ids)
 
     def token_stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[int]:
         import torch

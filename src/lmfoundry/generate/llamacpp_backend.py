@@ -14,7 +14,7 @@ from typing import Any
 
 from lmfoundry.errors import LmfError
 from lmfoundry.generate.chat_template import render_chat
-from lmfoundry.generate.constraints import TokenConstraint, llamacpp_lltokenizer, validate
+from lmfoundry.generate.constraints import TokenConstraint, compile_for, llamacpp_lltokenizer
 from lmfoundry.models.load import ResolvedModel
 from lmfoundry.plugins import require
 from lmfoundry.types import Constraint, Message, SamplingParams
@@ -84,8 +84,7 @@ class LlamaCppBackend:
         with self._lltokenizer_lock:
             if self._lltokenizer is None:
                 self._lltokenizer = llamacpp_lltokenizer(self.llm, self.eos_ids)
-        grammar = validate(constraint, self._lltokenizer)
-        return TokenConstraint(self._lltokenizer, grammar, int(self.llm.n_vocab()))
+        return compile_for(constraint, self._lltokenizer, int(self.llm.n_vocab()), self.eos_ids)
 
     def token_stream(self, prompt_ids: list[int], params: SamplingParams) -> Iterator[int]:
         if params.seed is not None:

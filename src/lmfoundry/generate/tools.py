@@ -119,7 +119,7 @@ def call_constraint(spec: ToolSpec) -> Constraint:
     start = "start: calls | TEXT" if spec.choice == "auto" else "start: calls"
     if spec.choice == "auto":
         rules.append(r"TEXT: /[^<\s][\s\S]*/")  # an answer in words (not starting like a call)
-    return Constraint.grammar("\n".join([start, *rules]))
+    return Constraint("grammar", "\n".join([start, *rules]), end_on_repeat=CLOSE)
 
 
 def fallback_messages(messages: list[Message], spec: ToolSpec | None) -> list[Message]:

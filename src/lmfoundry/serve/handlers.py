@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from lmfoundry.embed.sentence import load_embedder
 from lmfoundry.errors import InvalidInputError, LmfError, ModelNotFoundError
-from lmfoundry.generate.constraints import response_constraint
-from lmfoundry.generate.tools import ToolSpec, call_constraint, parse_tool_calls, tool_spec
 from lmfoundry.prompts.apply import render_conversation, render_input
 from lmfoundry.prompts.registry import PromptRef, resolve_prompt
 from lmfoundry.serve import openai_format as fmt
@@ -26,6 +24,7 @@ from lmfoundry.serve.adapter_pool import (
     UnknownAdapterError,
     validate_name,
 )
+from lmfoundry.serve.chat_request import chat_constraint, chat_messages, chat_reply
 from lmfoundry.serve.errors import (
     APIError,
     ConflictError,
@@ -40,7 +39,7 @@ from lmfoundry.serve.logprobs import kept_tokens, logprobs_object, score
 from lmfoundry.serve.scheduler import QueueFullError, RequestTimeoutError
 from lmfoundry.serve.streaming import collect, merged
 from lmfoundry.serve.tool_stream import ToolDeltas
-from lmfoundry.types import Constraint, Message, SamplingParams
+from lmfoundry.types import SamplingParams
 
 if TYPE_CHECKING:
     from lmfoundry.generate.engine import GenerationResult
@@ -220,43 +219,6 @@ def _text(result: GenerationResult) -> str:
     return result.text.rstrip("\ufffd")
 
 
-def chat_messages(req: ChatCompletionRequest) -> list[Message]:
-    messages = []
-    for m in req.messages:
-        role = "system" if m.role == "developer" else m.role
-        calls = tuple(m.tool_calls or ())
-        messages.append(Message(role, m.text(), tool_calls=calls, tool_call_id=m.tool_call_id, name=m.name))  # type: ignore[arg-type]
-    return messages
-
-
-def chat_constraint(req: ChatCompletionRequest) -> tuple[ToolSpec | None, Constraint | None]:
-    """The request's tools and the constraint its output must follow (400 naming the bad field)."""
-    try:
-        spec = tool_spec(req.tools, req.tool_choice, req.parallel_tool_calls)
-    except InvalidInputError as exc:
-        raise bad_request(str(exc), "tool_choice" if "tool_choice" in str(exc) else "tools") from exc
-    wants_json = req.response_format is not None and req.response_format.get("type") != "text"
-    if spec is not None and wants_json:
-        raise bad_request("give either tools or a JSON response_format, not both", "response_format")
-    if spec is not None:
-        return spec, call_constraint(spec)
-    try:
-        return None, response_constraint(req.response_format)
-    except InvalidInputError as exc:
-        raise bad_request(str(exc), "response_format") from exc
-
-
-def _reply(result: GenerationResult, spec: ToolSpec | None) -> tuple[str | dict[str, Any], str]:
-    """A choice's message (with tool_calls when it called tools) and finish reason."""
-    if spec is None:
-        return _text(result), result.finish_reason
-    content, calls = parse_tool_calls(_text(result))
-    if not calls:
-        return {"role": "assistant", "content": content}, result.finish_reason
-    finish = "tool_calls" if result.finish_reason == "stop" else result.finish_reason
-    return {"role": "assistant", "content": content, "tool_calls": calls}, finish
-
-
 async def chat_completions(
     state: ServerState, req: ChatCompletionRequest
 ) -> dict[str, Any] | AsyncIterator[str]:
@@ -288,7 +250,8 @@ async def chat_completions(
         )
     results = await _collect_all(state, generations)
     usage = fmt.usage(len(prompt_ids), sum(r.completion_tokens for r in results))
-    body = fmt.chat_completion(rid, req.model, created, [_reply(r, spec) for r in results], usage)
+    choices = [chat_reply(_text(r), r.finish_reason, spec) for r in results]
+    body = fmt.chat_completion(rid, req.model, created, choices, usage)
     _capture(state, "chat", req, body)
     return body
 

@@ -123,3 +123,11 @@ def test_result_as_json_data() -> None:
     data = result.to_dict()
     assert data["stop_reason"] == "answer" and data["valid_calls"] == 1
     assert data["steps"][0]["tool_calls"][0]["name"] == "calculator"
+
+
+def test_first_tool_choice_applies_to_the_first_step_only() -> None:
+    from lmfoundry.agents.tools import calculator
+
+    model = ScriptedModel(calls(call("calculator", {"expression": "2 + 3"})), answer("5"))
+    result = run_agent(model, "2 + 3?", [calculator()], first_tool_choice="required")
+    assert model.choices == ["required", "auto"] and result.answer == "5"

@@ -139,3 +139,68 @@ def test_render_preference(tok: Any) -> None:
     assert chosen.startswith("Hello!") and rejected.startswith("No.")
     with pytest.raises(LmfError, match="needs a \\{prompt, chosen, rejected\\} record"):
         render_preference("alpaca", RECORD)
+
+
+TOOL_RECORD = {
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "add",
+                "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}},
+            },
+        }
+    ],
+    "messages": [
+        {"role": "user", "content": "Add 2"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "add", "arguments": '{"a": 2}'}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "2"},
+        {"role": "assistant", "content": "It is 2."},
+    ],
+}
+
+
+def test_function_calling_records_render_as_inference_prompts_them(tok: Any, tiny_llama_dir: Any) -> None:
+    """A template without tool support gets the fallback format, the same one `chat(tools=...)` and
+    the server prompt with, so a model tuned on such records is asked the same way when serving."""
+    import lmfoundry
+    from lmfoundry.generate.tools import tool_spec
+    from lmfoundry.types import Message
+
+    call_turn = {**TOOL_RECORD, "messages": TOOL_RECORD["messages"][:2]}
+    prompt, completion = render("chat", call_turn, tok)
+    assert '"name": "add"' in prompt and "<tool_call>" in prompt  # tools described in the system turn
+    assert completion.startswith('<tool_call>{"name": "add", "arguments": {"a": 2}}</tool_call>')
+    model = lmfoundry.load(str(tiny_llama_dir), backend="transformers")
+    served_prompt = model.tool_prompt_ids(
+        [Message("user", "Add 2")], tool_spec(TOOL_RECORD["tools"], "auto", None)
+    )
+    assert model.tokenizer.decode(served_prompt) == prompt
+    prompt, completion = render("chat", TOOL_RECORD, tok)
+    assert "<tool_response>\n2\n</tool_response>" in prompt and completion.startswith("It is 2.")
+
+
+def test_bad_function_calls_in_records_are_named() -> None:
+    from lmfoundry.errors import InvalidInputError
+    from lmfoundry.finetune.data.formats import validate_record
+
+    bad = {
+        "messages": [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"function": {"name": "add", "arguments": "{oops"}}],
+            }
+        ]
+    }
+    with pytest.raises(InvalidInputError, match=r"tool_calls\[0\].function.arguments is not valid JSON"):
+        validate_record(bad)
+    with pytest.raises(InvalidInputError, match="'tools' must be a list"):
+        validate_record({**TOOL_RECORD, "tools": [{"name": "add"}]})
+    assert validate_record(TOOL_RECORD) == "chat"

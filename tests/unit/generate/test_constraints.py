@@ -134,3 +134,20 @@ def test_strict_mode_keeps_explicit_additional_properties_and_property_names() -
     closed = closed_objects(schema)
     assert closed["additionalProperties"] is True
     assert closed["properties"] == {"properties": {"type": "string"}}
+
+
+def test_a_repeated_segment_ends_the_output(model: LoadedModel) -> None:
+    grammar = 'start: seg ("\\n" seg)*\nseg: "<a>" ("1" | "2") "</e>"'
+    state = model.runtime.constrain(Constraint("grammar", grammar, end_on_repeat="</e>"))  # type: ignore[attr-defined]
+    for piece in ["<a>1</e>", "\n<a>2</e>"]:
+        for token in _ids(model, piece):
+            state.accept(token)
+        assert state.allowed().sum() > 1  # new segments: the output may go on
+    for token in _ids(model, "\n<a>1</e>"):
+        state.accept(token)
+    allowed = state.allowed()
+    assert set(allowed.nonzero()[0]) == set(model.runtime.eos_ids)  # "<a>1</e>" again: only EOS
+
+
+def _ids(model: LoadedModel, text: str) -> list[int]:
+    return list(model.tokenizer(text, add_special_tokens=False)["input_ids"])

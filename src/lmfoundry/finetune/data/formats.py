@@ -2,7 +2,8 @@
 
 - ``summarization``: ``{id, dialogue, summary, topic}`` (DialogSum style)
 - ``instruction``:   ``{instruction, input, output}`` (Alpaca style; ``input`` may be empty)
-- ``chat``:          ``{messages: [{role, content}, ...]}``
+- ``chat``:          ``{messages: [{role, content}, ...]}``, optionally with OpenAI ``tools`` and
+  function-calling turns (assistant ``tool_calls``, ``role: "tool"`` results)
 - ``text``:          ``{text}`` (continued pre-training: every token is a target)
 - ``preference``:    ``{prompt, chosen, rejected}`` (for DPO / reward models)
 """
@@ -46,6 +47,7 @@ def validate_record(record: Mapping[str, Any], fmt: str | None = None) -> str:
             raise InvalidInputError(f"{fmt} record is missing {field!r}")
     if fmt == "chat":
         _check_messages(record["messages"], "messages")
+        _check_tools(record)
     elif fmt == "preference":
         for field in ("prompt", "chosen", "rejected"):
             value = record[field]
@@ -67,9 +69,45 @@ def _check_messages(messages: Any, field: str) -> None:
     if not isinstance(messages, list) or not messages:
         raise InvalidInputError(f"{field!r} must be a non-empty list of {{role, content}} objects")
     for i, message in enumerate(messages):
-        if not isinstance(message, Mapping) or not isinstance(message.get("content"), str):
+        calls = message.get("tool_calls") if isinstance(message, Mapping) else None
+        content_ok = isinstance(message, Mapping) and (
+            isinstance(message.get("content"), str) or (calls and message.get("content") is None)
+        )
+        if not content_ok:
             raise InvalidInputError(f"{field}[{i}] must be an object with a string 'content'")
+        if calls is not None:
+            _check_calls(calls, f"{field}[{i}].tool_calls")
         if message.get("role") not in CHAT_ROLES:
             raise InvalidInputError(
                 f"{field}[{i}] has role {message.get('role')!r} (expected one of {sorted(CHAT_ROLES)})"
             )
+
+
+def _check_calls(calls: Any, field: str) -> None:
+    """Assistant function calls in the OpenAI shape, arguments a JSON object (string or dict)."""
+    import json
+
+    if not isinstance(calls, list) or not calls:
+        raise InvalidInputError(f"{field} must be a non-empty list of calls")
+    for j, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+            raise InvalidInputError(f"{field}[{j}] must be {{type: function, function: {{name, arguments}}}}")
+        arguments = function.get("arguments", {})
+        try:
+            parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"{field}[{j}].function.arguments is not valid JSON: {exc}") from exc
+        if not isinstance(parsed, Mapping):
+            raise InvalidInputError(f"{field}[{j}].function.arguments must be a JSON object")
+
+
+def _check_tools(record: Mapping[str, Any]) -> None:
+    tools = record.get("tools")
+    if tools is None:
+        return
+    if not isinstance(tools, list) or not all(
+        isinstance(t, Mapping) and isinstance(t.get("function"), Mapping) and t["function"].get("name")
+        for t in tools
+    ):
+        raise InvalidInputError("'tools' must be a list of {type: function, function: {name, parameters}}")

@@ -24,6 +24,7 @@ from typing import Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.finetune.data.formats import detect_format
+from lmfoundry.generate.tools import fallback_messages, message_from_dict, tool_spec
 
 SUMMARY_INTRO = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
 SUMMARY_INSTRUCTION = "Summarize the dialogue below."
@@ -100,7 +101,9 @@ def plain(record: Mapping[str, Any], fmt: str, tokenizer: Any = None) -> tuple[s
     return "\n\n".join([instruction] + ([context] if context else [])) + "\n\n", output
 
 
-def _as_messages(record: Mapping[str, Any], fmt: str) -> list[dict[str, Any]]:
+def _as_messages(record: Mapping[str, Any], fmt: str, tokenizer: Any = None) -> list[dict[str, Any]]:
+    if fmt == "chat" and _uses_tools(record) and not _template_renders_tools(tokenizer):
+        return _fallback_tool_messages(record)
     if fmt == "chat":
         return [dict(m) for m in record["messages"]]
     if fmt == "preference" and isinstance(record["prompt"], list):
@@ -124,17 +127,40 @@ def chat(record: Mapping[str, Any], fmt: str, tokenizer: Any = None) -> tuple[st
         raise LmfError("the chat template needs a tokenizer (pass --tokenizer MODEL)")
     if not getattr(tokenizer, "chat_template", None):
         raise LmfError("this tokenizer has no chat template; use --template summarize, alpaca or plain")
-    messages = _as_messages(record, fmt)
+    messages = _as_messages(record, fmt, tokenizer)
+    tools = record.get("tools") if fmt == "chat" and _template_renders_tools(tokenizer) else None
     if messages[-1]["role"] != "assistant":
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), ""
-    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
+        return tokenizer.apply_chat_template(
+            messages, tools=tools, tokenize=False, add_generation_prompt=True
+        ), ""
+    prompt = tokenizer.apply_chat_template(
+        messages[:-1], tools=tools, tokenize=False, add_generation_prompt=True
+    )
+    full = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False)
     if not full.startswith(prompt):
         raise LmfError(
             "the chat template renders the history differently once the answer is added, so the "
             "prompt cannot be masked exactly; use --template summarize, alpaca or plain"
         )
     return prompt, full[len(prompt) :]
+
+
+def _uses_tools(record: Mapping[str, Any]) -> bool:
+    messages = record["messages"]
+    return bool(record.get("tools")) or any(m.get("tool_calls") or m.get("role") == "tool" for m in messages)
+
+
+def _template_renders_tools(tokenizer: Any) -> bool:
+    return "tools" in str(getattr(tokenizer, "chat_template", None) or "")
+
+
+def _fallback_tool_messages(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A function-calling conversation in the format inference prompts it in (generate/tools.py):
+    tools described in the system turn, calls as `<tool_call>` lines, results as user turns; so a
+    model tuned on these records is asked the same way at serving time."""
+    turns = [message_from_dict(dict(m)) for m in record["messages"]]
+    spec = tool_spec(record.get("tools"), "auto", True) if record.get("tools") else None
+    return [{"role": m.role, "content": m.content} for m in fallback_messages(turns, spec)]
 
 
 TEMPLATES: dict[str, Callable[..., tuple[str, str]]] = {
