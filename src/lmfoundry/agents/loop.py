@@ -26,6 +26,10 @@ DEFAULT_SYSTEM = (
     "starting with 'error:' means the call failed, so fix it and try again. When you know the "
     "answer, reply with the answer in plain text and call no tool."
 )
+CUT_REPLY = (
+    "your reply was cut at the token limit before it was a complete answer or tool call; "
+    "answer briefly, or call a tool with shorter arguments"
+)
 StopReason = Literal["answer", "max_steps", "time_limit"]
 
 
@@ -173,8 +177,12 @@ def _step(run: _Run, index: int) -> tuple[Step, bool]:
         records = [_run_call(run, call) for call in calls]
         for record in records:
             run.messages.append({"role": "tool", "tool_call_id": record.id, "content": record.observation})
+        cut = not calls and message.get("finish_reason") == "length"
+        if cut:  # neither an answer nor a call: say so, count it, go on
+            records = [_failed(f"cut_{index}", "", message.get("content"), CUT_REPLY, valid=False)]
+            run.messages.append({"role": "user", "content": f"error: {CUT_REPLY}"})
     step = Step(index, message.get("content"), records, time.monotonic() - start)
-    return step, not calls
+    return step, not calls and not cut
 
 
 def _normalized_calls(calls: list[dict[str, Any]], step: int) -> list[dict[str, Any]]:

@@ -17,7 +17,8 @@ class ToolChatModel(Protocol):
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], tool_choice: str | dict[str, Any]
     ) -> dict[str, Any]:
         """One OpenAI-format assistant message: {"role": "assistant", "content": str | None,
-        "tool_calls": [{"id", "type": "function", "function": {"name", "arguments": "<json>"}}] or absent}."""
+        "tool_calls": [{"id", "type": "function", "function": {"name", "arguments": "<json>"}}] or absent},
+        plus "finish_reason" when known ("length" = the reply was cut at the token limit)."""
         ...
 
 
@@ -38,7 +39,7 @@ class LocalToolModel:
             temperature=0.0,
             max_new_tokens=self.max_new_tokens,
         )
-        return dict(reply.message)
+        return {**reply.message, "finish_reason": reply.finish_reason}
 
 
 class OpenAIToolModel:
@@ -67,4 +68,5 @@ class OpenAIToolModel:
         )
         message: dict[str, Any] = response.choices[0].message.model_dump(exclude_none=True)
         message.setdefault("content", None)
+        message["finish_reason"] = response.choices[0].finish_reason
         return message

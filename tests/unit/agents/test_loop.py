@@ -131,3 +131,17 @@ def test_first_tool_choice_applies_to_the_first_step_only() -> None:
     model = ScriptedModel(calls(call("calculator", {"expression": "2 + 3"})), answer("5"))
     result = run_agent(model, "2 + 3?", [calculator()], first_tool_choice="required")
     assert model.choices == ["required", "auto"] and result.answer == "5"
+
+
+def test_a_reply_cut_at_the_token_limit_is_an_invalid_attempt_not_an_answer() -> None:
+    from lmfoundry.agents.tools import calculator
+
+    cut = {
+        "role": "assistant",
+        "content": '<tool_call>{"name": "calculator", "argu',
+        "finish_reason": "length",
+    }
+    model = ScriptedModel(cut, answer("5"))
+    result = run_agent(model, "2 + 3?", [calculator()])
+    assert result.answer == "5" and result.stop_reason == "answer"
+    assert result.invalid_calls == 1 and "cut at the token limit" in model.seen[1][-1]["content"]
