@@ -17,6 +17,7 @@ from lmfoundry.agents.tools.base import close_tools
 from lmfoundry.agents.train_data import make_tool_use_synthetic
 from lmfoundry.cli.common import add_command_group, add_json_flag, add_subcommand, print_result
 from lmfoundry.cli.tracking import add_track_flag, track_cli_run, tracking_enabled
+from lmfoundry.errors import LmfError
 from lmfoundry.generate.engine import load_model
 
 DESCRIPTION = (
@@ -75,6 +76,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-new-tokens", type=int, default=512, help="tokens per model reply (default 512)"
     )
+    parser.add_argument("--adapter", action="append", default=[], metavar="PATH",
+                        help="a fine-tuned adapter to apply to MODEL, e.g. runs/tool-use-lora/adapter (repeatable)")  # fmt: skip
     parser.add_argument("--first-call", choices=["auto", "required"], default=None,
                         help="tool_choice of the first step: 'required' makes the model call a tool before "
                         "answering (small models otherwise answer from memory); later steps are 'auto'. "
@@ -87,10 +90,14 @@ def _names(text: str) -> list[str]:
 
 def _model(args: argparse.Namespace) -> ToolChatModel:
     if args.base_url:
+        if args.adapter:
+            raise LmfError(
+                "--adapter applies to a model loaded here; a server names its adapters as MODEL:ADAPTER"
+            )
         return OpenAIToolModel(
             args.base_url, args.model, os.environ.get("OPENAI_API_KEY"), max_tokens=args.max_new_tokens
         )
-    return LocalToolModel(load_model(args.model), max_new_tokens=args.max_new_tokens)
+    return LocalToolModel(load_model(args.model, adapters=args.adapter), max_new_tokens=args.max_new_tokens)
 
 
 def _tracing(args: argparse.Namespace) -> bool:

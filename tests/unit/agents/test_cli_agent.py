@@ -22,6 +22,10 @@ def test_tool_options_are_checked_before_the_model_loads(tmp_path: Path) -> None
         (["--tools", "shell"], "unknown tool(s): shell"),
         (["--tools", "http_get"], "http_get needs at least one allowed host"),
         (["--sql-db", str(tmp_path / "none.db")], "SQLite database not found"),
+        (
+            ["--base-url", "http://127.0.0.1:9/v1", "--adapter", "x"],
+            "--adapter applies to a model loaded here",
+        ),
     ]
     for extra, message in cases:
         proc = subprocess.run([str(lmf), "agent", "run", "no-such-model", "task", *extra],
