@@ -384,15 +384,17 @@ def tiny_judge_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_real_tiny_model_judge_counts_unparseable(tiny_judge_dir: Path) -> None:
+def test_real_tiny_model_judge_always_parses(tiny_judge_dir: Path) -> None:
+    """Random weights would write gibberish; held to the JSON answer format, even a 6-token budget
+    (raised to fit the verdict's frame) gives a score (unparseable replies: test_unparseable_outputs_are_counted_and_excluded)."""
     import lmfoundry
 
     model = lmfoundry.load(str(tiny_judge_dir), backend="transformers")
     judge = GeneratorJudge(model, SamplingParams(temperature=0.0, max_new_tokens=6))
     result = run_judge(judge, ITEMS[:2], rubric=Rubric())
     raws = [r["raw"] for r in result["runs"][0]["judgments"]]
-    assert all(parse_score(raw) is None for raw in raws)  # random weights: gibberish, no score
-    assert result["summary"]["n_unparseable"] == 2 and result["summary"]["mean"] is None
+    assert all(parse_score(raw) in range(1, 6) for raw in raws), raws
+    assert result["summary"]["n_unparseable"] == 0 and result["summary"]["n_scored"] == 2
     json.dumps(result, allow_nan=False)
 
 
@@ -407,5 +409,5 @@ def test_cli_judge_with_real_tiny_model(
             "--max-new-tokens", "4", "--json", "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["n_unparseable"] == 2 and printed["summary"]["mean"] is None
-    assert json.loads((tmp_path / "j" / "judge.json").read_text())["summary"]["n_scored"] == 0
+    assert printed["n_unparseable"] == 0 and printed["summary"]["mean"] is not None
+    assert json.loads((tmp_path / "j" / "judge.json").read_text())["summary"]["n_scored"] == 2
