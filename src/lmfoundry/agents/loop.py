@@ -3,7 +3,8 @@
 Every step is one model call. Tool problems (an unknown tool, arguments that are not a JSON
 object, a ToolError) go back to the model as the tool message `error: ...` so it can recover;
 calls that could not be made at all count as invalid, the measure of how well a model uses tools.
-The run stops at the answer, after `max_steps` model calls, or when `time_limit_s` has passed
+A reply cut at the token limit with no complete call is neither an answer nor a call: it counts
+as an invalid attempt and the model is told. The run stops at the answer, after `max_steps` model calls, or when `time_limit_s` has passed
 (checked between steps; tools that accept a timeout get the time that is left).
 """
 
