@@ -199,9 +199,9 @@ class LoadedModel:
         tools_seen = spec is not None or any(m.role == "tool" or m.tool_calls for m in messages)
         if not tools_seen:
             return self.prompt_ids(messages)
+        if self.system and not any(m.role == "system" for m in messages):  # a profile's system prompt
+            messages = [Message("system", self.system), *messages]
         if self.runtime.supports_tools():
-            if self.system and not any(m.role == "system" for m in messages):
-                messages = [Message("system", self.system), *messages]
             functions = [{"type": "function", "function": f} for f in spec.functions] if spec else None
             return self.runtime.chat_ids(messages, tools=functions)
         return self.prompt_ids(fallback_messages(messages, spec))

@@ -127,3 +127,12 @@ def test_tools_and_json_format_together_are_refused(model: LoadedModel) -> None:
         model.chat(
             [{"role": "user", "content": "hi"}], tools=[WEATHER], response_format={"type": "json_object"}
         )
+
+
+def test_a_profile_system_prompt_is_kept_with_tools(model: LoadedModel) -> None:
+    from lmfoundry.generate.engine import LoadedModel as Loaded
+
+    with_system = Loaded("p", model.runtime, system="You are terse.")
+    ids = with_system.tool_prompt_ids([Message("user", "hi")], tool_spec([WEATHER], "auto", None))
+    text = model.tokenizer.decode(ids)
+    assert "You are terse." in text and '"get_weather"' in text
