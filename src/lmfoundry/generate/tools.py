@@ -145,7 +145,10 @@ def fallback_messages(messages: list[Message], spec: ToolSpec | None) -> list[Me
 def _call_text(call: dict[str, Any]) -> str:
     function = call.get("function") or {}
     arguments = function.get("arguments") or "{}"
-    parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
+    try:
+        parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"an assistant tool call's arguments are not valid JSON: {exc}") from exc
     return f"{OPEN}{json.dumps({'name': function.get('name'), 'arguments': parsed})}{CLOSE}"
 
 

@@ -217,3 +217,13 @@ def test_tool_result_round_trips_to_an_answer(api: Any) -> None:
     assert final.status_code == 200, final.text
     answer = final.json()["choices"][0]
     assert "tool_calls" not in answer["message"] and isinstance(answer["message"]["content"], str)
+
+
+def test_a_replayed_call_with_broken_arguments_is_a_400(api: Any) -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{oops"}}
+    messages = [
+        {"role": "user", "content": "add"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+    ]
+    reply = api.post("/v1/chat/completions", json={"model": "tiny", "messages": messages, "tools": [ADD]})
+    assert reply.status_code == 400 and "not valid JSON" in reply.json()["error"]["message"]
