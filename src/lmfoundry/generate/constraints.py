@@ -103,7 +103,10 @@ class TokenConstraint:
         self.vocab_size = vocab_size
         self.eos_ids = sorted(i for i in eos_ids if i < vocab_size)
         self.end_on_repeat = end_on_repeat.encode()
-        self.tokens: list[int] = []
+        self._text = bytearray()
+        """Output bytes since the last delimiter (only tracked with `end_on_repeat`)."""
+        self._segments: set[bytes] = set()
+        self._repeated = False
 
     def allowed(self) -> np.ndarray:
         """A boolean vector over the vocabulary: True where the next token may be."""
@@ -111,7 +114,7 @@ class TokenConstraint:
 
         if self.matcher.is_error():
             raise InvalidInputError(f"constrained decoding failed: {self.matcher.get_error()}")
-        if self._repeated() and self.eos_ids:
+        if self._repeated and self.eos_ids:
             allowed = np.zeros(self.vocab_size, dtype=bool)
             allowed[self.eos_ids] = True
             return allowed
@@ -140,23 +143,23 @@ class TokenConstraint:
         allowed = self.allowed()[: scores.shape[-1]]
         return np.where(allowed, scores, -np.inf).astype(scores.dtype)
 
-    def _repeated(self) -> bool:
-        """True when the text so far ends with a delimited segment that already appeared."""
-        if not self.end_on_repeat:
-            return False
-        text = bytes(self.lltokenizer.decode_bytes(self.tokens))
-        if not text.endswith(self.end_on_repeat):
-            return False
-        segments = [s.strip() for s in text.split(self.end_on_repeat)[:-1]]
-        return segments[-1] in segments[:-1]
-
     def accept(self, token: int) -> None:
         """Advance the grammar past the token that was sampled."""
-        self.tokens.append(token)
+        if self.end_on_repeat:
+            self._note_segment(token)
         if not self.matcher.consume_token(token):
             raise InvalidInputError(
                 f"constrained decoding rejected token {token}: {self.matcher.get_error()}"
             )
+
+    def _note_segment(self, token: int) -> None:
+        """Track delimited segments as they close; a segment seen before ends the output."""
+        self._text += self.lltokenizer.decode_bytes([token])
+        *closed, rest = bytes(self._text).split(self.end_on_repeat)
+        for segment in (s.strip() for s in closed):
+            self._repeated = self._repeated or segment in self._segments
+            self._segments.add(segment)
+        self._text = bytearray(rest)
 
     def done(self) -> bool:
         return bool(self.matcher.is_stopped())
