@@ -20,7 +20,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export HF_DATASETS_OFFLINE := 1
 
-.PHONY: install demo test lint unit integration bench clean
+.PHONY: install demo test lint unit integration bench clean image
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -51,6 +51,8 @@ lint: install
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy src
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/hadolint deploy/Dockerfile deploy/Dockerfile.cuda
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
 
 unit: install
 	$(PY) -m pytest tests/unit -q
@@ -59,8 +61,12 @@ integration: install
 	$(PY) -m pytest tests/integration -q
 
 test: install lint
-	bash tests/support/install_chromium.sh
+	bash tests/support/install_test_tools.sh
 	$(PY) -m pytest tests -q --durations=15
+
+# The CPU container image (podman or docker), built from this checkout: see docs/deploy.md.
+image: install
+	bash deploy/build-image.sh
 
 bench: install
 	$(PY) bench/generate.py

@@ -5,7 +5,8 @@
     served = ServedModel.create(lmfoundry.load("smollm2-135m-instruct", backend="transformers"))
     app = create_app(served, ServeOptions(), api_keys=["sk-local"])
 
-Every error, whether from validation, auth, limits or a bug, is answered with the OpenAI error object.
+Every error, whether from validation, auth, limits or a bug, is answered with the OpenAI error object,
+except under `/api/` (the Ollama-compatible routes), where it is Ollama's `{"error": "..."}`.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the route signatures at runtime, and
@@ -21,6 +22,7 @@ from lmfoundry.serve.capture import UnknownExchangeError
 from lmfoundry.serve.errors import APIError, from_validation_errors, not_found
 from lmfoundry.serve.metrics import ServerMetrics
 from lmfoundry.serve.middleware import APIKeyMiddleware, BodyLimitMiddleware, CountingMiddleware
+from lmfoundry.serve.ollama_routes import add_ollama_routes
 from lmfoundry.serve.schema import (
     AdapterRequest,
     BatchCreateRequest,
@@ -95,6 +97,7 @@ def create_app(
     )
     app.add_middleware(APIKeyMiddleware, keys=list(api_keys or []))
     app.add_middleware(CountingMiddleware, count=metrics.count)
+    add_ollama_routes(app, state)  # last: its error middleware wraps the others (docs/deploy.md)
     return app
 
 

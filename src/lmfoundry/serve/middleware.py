@@ -177,6 +177,14 @@ KNOWN_ENDPOINTS = (
     "/v1/batches",
     "/metrics",
     "/health",
+    "/api/generate",
+    "/api/chat",
+    "/api/embed",
+    "/api/embeddings",
+    "/api/tags",
+    "/api/show",
+    "/api/ps",
+    "/api/version",
 )
 
 

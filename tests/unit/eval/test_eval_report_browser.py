@@ -1,6 +1,6 @@
 """The HTML report renders in headless Chromium and every figure decodes (naturalWidth > 0).
 
-Needs Debian's chromium (`tests/support/install_chromium.sh`, which `make test` runs); skipped with
+Needs Debian's chromium (`tests/support/install_test_tools.sh`, which `make test` runs); skipped with
 that reason when it is missing.
 """
 
@@ -21,7 +21,7 @@ from lmfoundry.eval.tasks import load_task
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed: run tests/support/install_chromium.sh (needs apt)"
+    CHROMIUM is None, reason="chromium is not installed: run tests/support/install_test_tools.sh (needs apt)"
 )
 
 # Appended to a *copy* of the report (the report itself has no scripts): records what the browser decoded.
