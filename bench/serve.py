@@ -12,7 +12,8 @@ OMP_WAIT_POLICY=PASSIVE (what `lmf serve` sets); this process only sends request
 
 - `batched`: `lmf serve MODEL --backend transformers` (fp32, continuous batching)
 - `naive`: the same fp32 weights behind a lock, one request at a time (this file, `--naive-server`)
-- `ours_gguf`: `lmf serve <packaged GGUF> --backend llama_cpp` (sequential, like llama.cpp's slots)
+- `ours_gguf`: `lmf serve <packaged GGUF> --backend llama_cpp` (continuous batching on llama.cpp)
+- `ours_gguf_seq`: the same with `--max-batch 1` (one request at a time, the scheduler before batching)
 - `llama_cpp_server`: `python -m llama_cpp.server --model <packaged GGUF>` with
   `--interrupt_requests False` (its default True ends a running stream as soon as another request
   waits, which would cut every concurrent stream short); it needs
@@ -274,6 +275,7 @@ def run_targets(args: argparse.Namespace, gguf: Path, logs: Path, report: dict[s
     port = free_port()
     targets["batched"] = (lmf_serve_command(args.model, "transformers", port, args), None)
     targets["ours_gguf"] = (lmf_serve_command(str(gguf), "llama_cpp", port, args), None)
+    targets["ours_gguf_seq"] = ([*targets["ours_gguf"][0], "--max-batch", "1"], None)
     targets["llama_cpp_server"] = (
         [
             *(sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", SERVED_NAME),
@@ -323,6 +325,7 @@ def summarise(report: dict[str, Any], args: argparse.Namespace) -> None:
         f"batched_vs_naive_x{top}": ratio(get("batched"), get("naive"), top),
         f"batched_vs_llama_cpp_server_x{top}": ratio(get("batched"), get("llama_cpp_server"), top),
         f"ours_gguf_vs_llama_cpp_server_x{top}": ratio(get("ours_gguf"), get("llama_cpp_server"), top),
+        f"ours_gguf_vs_ours_gguf_seq_x{top}": ratio(get("ours_gguf"), get("ours_gguf_seq"), top),
         f"best_ours_vs_llama_cpp_server_x{top}": None,
     }
     ours = [ratios[f"batched_vs_llama_cpp_server_x{top}"], ratios[f"ours_gguf_vs_llama_cpp_server_x{top}"]]
@@ -342,7 +345,7 @@ def summarise(report: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    all_targets = ["batched", "ours_gguf", "llama_cpp_server", "naive"]
+    all_targets = ["batched", "ours_gguf", "ours_gguf_seq", "llama_cpp_server", "naive"]
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -77,3 +77,13 @@ def save_tiny(path: Path, kind: str = "llama", seed: int = 0, **overrides: Any) 
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def write_tiny_gguf(out: Path) -> Path:
+    """The tiny random Llama as an fp32 GGUF file that llama.cpp loads (about 5 s)."""
+    from lmfoundry.quantize.gguf import write_f32_gguf
+
+    tokenizer = build_tokenizer()
+    model = build_model("llama", vocab_size=len(tokenizer))
+    model.config.architectures = ["LlamaForCausalLM"]
+    return write_f32_gguf(model, tokenizer, out, name="tiny")

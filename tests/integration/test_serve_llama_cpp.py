@@ -1,6 +1,7 @@
-"""The server on the llama.cpp backend (SequentialScheduler) with the packaged GGUF, through the
-official openai client: chat, streaming, text completion and a small batch job, each equal to what
-the engine produces for the same model without HTTP."""
+"""The server on the llama.cpp backend (continuous batching, `LlamaBatchScheduler`) with the
+packaged GGUF, through the official openai client: chat, streaming, text completion, concurrent
+streams and a small batch job, each equal to what the engine produces for the same model without
+HTTP (one request at a time through `LlamaCppBackend.token_stream`)."""
 
 from __future__ import annotations
 
@@ -38,12 +39,12 @@ def llama_model() -> LoadedModel:
 def server(llama_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from lmfoundry.serve.app import create_app
     from lmfoundry.serve.http_server import running_server
-    from lmfoundry.serve.scheduler import SequentialScheduler
+    from lmfoundry.serve.llama_scheduler import LlamaBatchScheduler
     from lmfoundry.serve.service import ServedModel, ServeOptions
 
-    options = ServeOptions(embedder=None, max_tokens=64)
+    options = ServeOptions(embedder=None, max_tokens=64, max_batch=4)
     served = ServedModel.create(llama_model, name=NAME, options=options)
-    assert isinstance(served.scheduler, SequentialScheduler) and served.adapters is None
+    assert isinstance(served.scheduler, LlamaBatchScheduler) and served.adapters is None
     app = create_app(served, options, batch_dir=tmp_path_factory.mktemp("batches"))
     try:
         with running_server(app) as url:
@@ -77,7 +78,33 @@ def test_chat_and_streaming_match_the_engine(server: str, llama_model: LoadedMod
         client.chat.completions.create(model=f"{NAME}:nope", messages=messages, max_tokens=2)
 
 
-def test_batch_job_on_the_sequential_backend(server: str, llama_model: LoadedModel) -> None:
+def test_concurrent_streams_match_one_at_a_time(server: str, llama_model: LoadedModel) -> None:
+    """Six streaming chats at once on a 4-row batch (two queue) give the engine's greedy text."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import openai
+
+    client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)
+    questions = [QUESTION, "What is 1 + 1?", "Name a color.", "Tell me a joke.", "Hi", "Who are you?"]
+
+    def stream(question: str) -> str:
+        chunks = client.chat.completions.create(
+            model=NAME,
+            messages=[{"role": "user", "content": question}],
+            max_tokens=24,
+            temperature=0,
+            stream=True,
+        )
+        return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+    with ThreadPoolExecutor(len(questions)) as pool:
+        texts = list(pool.map(stream, questions))
+    for question, text in zip(questions, texts, strict=True):
+        expected = llama_model.generate([Message("user", question)], temperature=0, max_new_tokens=24)
+        assert text == expected.text
+
+
+def test_batch_job_on_the_llama_cpp_backend(server: str, llama_model: LoadedModel) -> None:
     import openai
 
     client = openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0)

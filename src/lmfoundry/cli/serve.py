@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         usage=USAGE,
         description="Serve MODEL with /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, "
         "per-request LoRA adapters (model='NAME:ADAPTER'), /v1/adapters and Prometheus /metrics. The "
-        "transformers backend batches concurrent requests (continuous batching); llama_cpp serves one "
-        "request at a time. `lmf serve stats` fetches /metrics from a running server and prints "
+        "transformers and llama_cpp backends batch concurrent requests (continuous batching; "
+        "--max-batch 1 serves one at a time). `lmf serve stats` fetches /metrics from a running server and prints "
         "p50/p95/p99 latencies per model and adapter.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -41,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="transformers",
         type=plugin_name("backend", "auto"),
         help=(
-            "transformers (default) batches requests and serves adapters; llama_cpp is sequential; "
-            "auto, or a backend a plugin adds"
+            "transformers (default) batches requests and serves adapters; llama_cpp batches requests "
+            "(GGUF, one adapter for all); auto, or a backend a plugin adds"
         ),
     )
     p.add_argument("--served-model-name", help="the id clients send as `model` (default: the model name)")
@@ -85,6 +85,18 @@ def _add_limit_options(p: argparse.ArgumentParser) -> None:
     group.add_argument("--api-key", action="append", default=[], help="accepted bearer key (repeatable)")
     group.add_argument("--api-keys-file", help="file with one accepted key per line")
     group.add_argument("--max-batch", type=int, default=16, help="requests decoded together")
+    group.add_argument(
+        "--row-context",
+        type=int,
+        default=1024,
+        help="llama_cpp: KV positions per batch row (prompt + new tokens); longer requests run alone",
+    )
+    group.add_argument(
+        "--prefix-cache",
+        type=int,
+        default=4,
+        help="llama_cpp: finished sequences kept so prompts sharing their prefix skip recomputing it",
+    )
     group.add_argument("--max-queue", type=int, default=64, help="waiting requests before answering 429")
     group.add_argument(
         "--max-tokens", type=int, default=2048, help="largest max_tokens a request may ask for"
@@ -157,6 +169,8 @@ def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         args.default_max_tokens = min(512, args.max_tokens)
     checks = [
         (args.max_batch >= 1, "--max-batch must be >= 1"),
+        (args.row_context >= 16, "--row-context must be >= 16"),
+        (args.prefix_cache >= 0, "--prefix-cache must be >= 0"),
         (args.max_queue >= 0, "--max-queue must be >= 0"),
         (
             1 <= args.default_max_tokens <= args.max_tokens,
@@ -176,6 +190,8 @@ def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             raise InvalidInputError(f"--adapter-root {root} is not a directory")
     return ServeOptions(
         max_batch=args.max_batch,
+        row_context=args.row_context,
+        prefix_cache=args.prefix_cache,
         max_queue=args.max_queue,
         max_tokens=args.max_tokens,
         default_max_tokens=args.default_max_tokens,

@@ -3,11 +3,10 @@
 `BatchScheduler` (transformers) does continuous batching: every loop iteration first prefills new
 arrivals (so time-to-first-token stays low under load), then runs one batched decode step over all
 active requests; finished, cancelled and timed-out rows leave between steps. `SequentialScheduler`
-(any backend, e.g. llama.cpp) runs one request at a time, as llama.cpp's own server does per slot.
+(any backend) runs one request at a time; llama.cpp batches in `llama_scheduler.py` on `_Loop`.
 
-Both share `Handle` (a request's token queue, cancel flag and timings), a bounded wait queue that
-refuses work instead of growing without limit, and `call()` to run a function on the model thread
-between steps (adapter loading must never race a forward pass).
+All share `Handle` (token queue, cancel flag, timings), a bounded wait queue that refuses work
+rather than grow, and `call()` to run a function on the model thread between steps.
 """
 
 from __future__ import annotations
@@ -113,6 +112,12 @@ class Handle:
         self.generated.append(token)
         self._tokens.put(token)
 
+    def emit(self, token: int, eos_ids: frozenset[int]) -> bool:
+        """`push` a sampled token; True when the request is finished (EOS or max_new_tokens)."""
+        done = token in eos_ids or len(self.generated) + 1 >= self.params.max_new_tokens
+        self.push(token, last=done)
+        return done
+
     def finish(self, error: Exception | None = None) -> None:
         if self.done:
             return
@@ -195,6 +200,10 @@ class _Loop:
         with self._wake:
             return self.waiting.popleft() if self.waiting else None
 
+    def _requeue(self, handle: Handle) -> None:  # back to the head: it waits for room
+        with self._wake:
+            self.waiting.appendleft(handle)
+
     def _idle_wait(self) -> bool:
         """Block until there is work; False when stopping."""
         with self._wake:
@@ -203,7 +212,10 @@ class _Loop:
             return not self._stopped
 
     def _busy(self) -> bool:
-        return False
+        return self.active() > 0
+
+    def active(self) -> int:  # requests being decoded now
+        return 0
 
     def _run(self) -> None:
         while self._idle_wait():
@@ -252,9 +264,6 @@ class BatchScheduler(_Loop):
     def active(self) -> int:
         return len(self.decoder)
 
-    def _busy(self) -> bool:
-        return len(self.decoder) > 0
-
     def retry_after_s(self) -> int:
         return max(1, len(self.waiting) // max(self.max_batch, 1))
 
@@ -274,7 +283,7 @@ class BatchScheduler(_Loop):
                 failed[handle] = exc
                 continue
             row.next_token = token
-            if self._emit(handle, token):
+            if handle.emit(token, self.eos_ids):
                 finished.add(handle)
         self._leave(finished)
         if failed:
@@ -301,7 +310,7 @@ class BatchScheduler(_Loop):
                 self._generators.pop(handle, None)
                 handle.finish(exc)
                 continue
-            if self._emit(handle, token):
+            if handle.emit(token, self.eos_ids):
                 self._leave({handle}, in_batch=False)
             else:
                 self.decoder.add(handle, kv, len(handle.prompt_ids), token, handle.adapter)
@@ -317,12 +326,6 @@ class BatchScheduler(_Loop):
         if handle.grammar is not None:
             handle.grammar.accept(token)
         return token
-
-    def _emit(self, handle: Handle, token: int) -> bool:
-        """Hand `token` to the client; True when the request is finished."""
-        done = token in self.eos_ids or len(handle.generated) + 1 >= handle.params.max_new_tokens
-        handle.push(token, last=done)
-        return done
 
     def _drop_stopped(self) -> None:
         now = time.perf_counter()
@@ -360,30 +363,37 @@ class SequentialScheduler(_Loop):
         handle = self._next_waiting()
         if handle is None:
             return
-        handle.started_at = time.perf_counter()
-        if handle.should_stop(handle.started_at):
-            handle.finish()
-            return
         self.current = handle
-        error: Exception | None = None
-        stream = self.backend.token_stream(handle.prompt_ids, handle.params)
         try:
-            for token in stream:
-                if handle.should_stop(time.perf_counter()):
-                    break
-                handle.push(token)
-            else:
-                handle.exhausted = True
-        except Exception as exc:  # this request fails; the loop goes on
-            error = exc
+            run_alone(self.backend, handle)
         finally:
-            close = getattr(stream, "close", None)
-            if close:
-                close()
             self.current = None
-        handle.finish(error)
 
     def fail_active(self, error: Exception) -> None:
         if self.current is not None:
             self.current.finish(error)
             self.current = None
+
+
+def run_alone(backend: Backend, handle: Handle) -> None:
+    """Run one request to its end through `backend.token_stream`, checking cancellation and the
+    deadline between tokens (sequential serving, and llama.cpp requests too long for a batch row)."""
+    handle.started_at = time.perf_counter()
+    if handle.should_stop(handle.started_at):
+        handle.finish()
+        return
+    error: Exception | None = None
+    stream = backend.token_stream(handle.prompt_ids, handle.params)
+    try:
+        for token in stream:
+            if handle.should_stop(time.perf_counter()):
+                break
+            handle.push(token)
+        else:
+            handle.exhausted = True
+    except Exception as exc:  # this request fails; the loop goes on
+        error = exc
+    finally:
+        if close := getattr(stream, "close", None):
+            close()
+    handle.finish(error)

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.generate.batched import supports_batching
 from lmfoundry.generate.engine import run_stream
+from lmfoundry.generate.llamacpp_batched import supports_llama_batching
 from lmfoundry.models.adapters import attach_lora, detach_lora
 from lmfoundry.serve.adapter_pool import AdapterPool
+from lmfoundry.serve.llama_scheduler import LlamaBatchScheduler
 from lmfoundry.serve.scheduler import BatchScheduler, Handle, SequentialScheduler
 
 if TYPE_CHECKING:
@@ -31,7 +33,7 @@ class ServeOptions:
     """Server-side limits and scheduling knobs (the CLI flags of `lmf serve`)."""
 
     max_batch: int = 16
-    """Rows decoded together (transformers backend)."""
+    """Rows decoded together (1 = one request at a time)."""
     max_queue: int = 64
     """Requests waiting beyond the running batch before the server answers 429."""
     max_tokens: int = 2048
@@ -50,6 +52,12 @@ class ServeOptions:
     adapter_roots: list[Path] = field(default_factory=list)
     embedder: str | None = "all-MiniLM-L6-v2"
     """Sentence-transformers embedder for /v1/embeddings (None disables the endpoint)."""
+    row_context: int = 1024
+    """llama.cpp batching: KV positions of one row (prompt + new tokens; each row holds this many
+    cells). Longer requests wait for the batch to drain and run alone."""
+    prefix_cache: int = 4
+    """llama.cpp batching: finished sequences kept so prompts sharing their prefix skip it
+    (each keeps one row's KV memory)."""
 
 
 class _HandleBackend:
@@ -104,12 +112,37 @@ class Generation:
         self.handle.cancel()
 
 
+Scheduler = BatchScheduler | LlamaBatchScheduler | SequentialScheduler
+
+
+def _transformers_scheduler(
+    model: Any, eos_ids: frozenset[int], options: ServeOptions
+) -> tuple[BatchScheduler, AdapterPool]:
+    """Continuous batching on a transformers model, with adapters attached between steps."""
+    batch = BatchScheduler(model, eos_ids, max_batch=options.max_batch, max_queue=options.max_queue)
+    pool = AdapterPool(
+        load_fn=lambda n, p: batch.call(lambda: setattr(batch, "model", attach_lora(batch.model, n, p))),
+        unload_fn=lambda n: batch.call(lambda: setattr(batch, "model", detach_lora(batch.model, n))),
+        roots=options.adapter_roots,
+        max_loaded=options.max_adapters,
+    )
+    return batch, pool
+
+
+def _llama_batching(loaded: LoadedModel, options: ServeOptions) -> bool:
+    return (
+        loaded.backend == "llama_cpp"
+        and options.max_batch > 1
+        and supports_llama_batching(loaded.runtime.llm)  # type: ignore[attr-defined]
+    )
+
+
 class ServedModel:
     def __init__(
         self,
         name: str,
         loaded: LoadedModel,
-        scheduler: BatchScheduler | SequentialScheduler,
+        scheduler: Scheduler,
         adapters: AdapterPool | None,
     ) -> None:
         self.name = name
@@ -128,33 +161,29 @@ class ServedModel:
         adapters: dict[str, str] | None = None,
         batching: bool = True,
     ) -> ServedModel:
-        """Wrap a loaded model: batching scheduler + adapter pool for transformers, sequential otherwise."""
+        """Wrap a loaded model: batching scheduler + adapter pool for transformers, batching for
+        llama.cpp (sequential with `max_batch=1`), sequential otherwise or with `batching=False`."""
 
         options = options or ServeOptions()
         runtime = loaded.runtime
         model = getattr(runtime, "model", None)
-        scheduler: BatchScheduler | SequentialScheduler
+        scheduler: Scheduler
         pool: AdapterPool | None = None
         if batching and loaded.backend == "transformers" and model is not None and supports_batching(model):
             if hasattr(model, "peft_config"):  # adapters baked into a profile become part of the base
                 model = model.merge_and_unload()
-            batch = BatchScheduler(
-                model, runtime.eos_ids, max_batch=options.max_batch, max_queue=options.max_queue
-            )
-            scheduler = batch
-            pool = AdapterPool(
-                load_fn=lambda n, p: batch.call(
-                    lambda: setattr(batch, "model", attach_lora(batch.model, n, p))
-                ),
-                unload_fn=lambda n: batch.call(lambda: setattr(batch, "model", detach_lora(batch.model, n))),
-                roots=options.adapter_roots,
-                max_loaded=options.max_adapters,
+            scheduler, pool = _transformers_scheduler(model, runtime.eos_ids, options)
+        elif adapters:
+            raise LmfError("per-request adapters need the transformers backend (use --backend transformers)")
+        elif batching and _llama_batching(loaded, options):
+            scheduler = LlamaBatchScheduler(
+                runtime,  # type: ignore[arg-type]  # a LlamaCppBackend (checked above)
+                max_batch=options.max_batch,
+                max_queue=options.max_queue,
+                row_context=options.row_context,
+                prefix_cache=options.prefix_cache,
             )
         else:
-            if adapters:
-                raise LmfError(
-                    "per-request adapters need the transformers backend (use --backend transformers)"
-                )
             scheduler = SequentialScheduler(runtime, max_queue=options.max_queue)
         scheduler.start()
         served = cls(name or loaded.name, loaded, scheduler, pool)

@@ -13,13 +13,9 @@ pytest.importorskip("llama_cpp")
 
 @pytest.fixture(scope="module")
 def f32_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lmfoundry.quantize.gguf import write_f32_gguf
-    from tiny import build_model, build_tokenizer
+    from tiny import write_tiny_gguf
 
-    tokenizer = build_tokenizer()
-    model = build_model("llama", vocab_size=len(tokenizer))
-    model.config.architectures = ["LlamaForCausalLM"]
-    return write_f32_gguf(model, tokenizer, tmp_path_factory.mktemp("gguf") / "f32.gguf", name="tiny")
+    return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "f32.gguf")
 
 
 def test_q8_0_is_8_5_bits_per_linear_weight_and_q4_0_smaller(f32_gguf: Path, tmp_path: Path) -> None:
