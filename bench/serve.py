@@ -14,6 +14,10 @@ OMP_WAIT_POLICY=PASSIVE (what `lmf serve` sets); this process only sends request
 - `naive`: the same fp32 weights behind a lock, one request at a time (this file, `--naive-server`)
 - `ours_gguf`: `lmf serve <packaged GGUF> --backend llama_cpp` (continuous batching on llama.cpp)
 - `ours_gguf_seq`: the same with `--max-batch 1` (one request at a time, the scheduler before batching)
+- `llama_server`: llama.cpp's own `llama-server -np <most clients> -c <512 per slot> -t <threads>`
+  on the packaged GGUF: parallel slots, continuous batching and prompt caching, the strongest CPU
+  server users pick. Found at `$LLAMA_SERVER`, else built once by `bench/build_llama_server.sh`
+  from the llama.cpp sources vendored in the llama-cpp-python sdist (same portable AVX2 flags)
 - `llama_cpp_server`: `python -m llama_cpp.server --model <packaged GGUF>` with
   `--interrupt_requests False` (its default True ends a running stream as soon as another request
   waits, which would cut every concurrent stream short); it needs
@@ -264,10 +268,32 @@ def packaged_gguf(model_name: str) -> Path:
     return packaged_gguf(CATALOG[model_name], lmf_home() / "models" / "packaged")
 
 
-def ratio(a: list[dict[str, Any]], b: list[dict[str, Any]], clients: int) -> float | None:
-    x = next((r["tokens_per_s"] for r in a if r["clients"] == clients), None)
-    y = next((r["tokens_per_s"] for r in b if r["clients"] == clients), None)
+def ratio(
+    a: list[dict[str, Any]], b: list[dict[str, Any]], clients: int, key: str = "tokens_per_s"
+) -> float | None:
+    x = next((r[key] for r in a if r["clients"] == clients), None)
+    y = next((r[key] for r in b if r["clients"] == clients), None)
     return round(x / y, 3) if x and y else None
+
+
+def llama_server_binary() -> str:
+    """`$LLAMA_SERVER`, else the binary bench/build_llama_server.sh builds (once) and prints."""
+    if os.environ.get("LLAMA_SERVER"):
+        return os.environ["LLAMA_SERVER"]
+    script = Path(__file__).with_name("build_llama_server.sh")
+    built = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    if built.returncode != 0:
+        raise RuntimeError(f"could not build llama-server:\n{built.stderr[-3000:]}")
+    return str(Path(__file__).resolve().parents[1] / built.stdout.strip().splitlines()[-1])
+
+
+def llama_server_command(gguf: Path, port: int, args: argparse.Namespace) -> list[str]:
+    slots = max(args.clients)
+    return [
+        *(llama_server_binary(), "-m", str(gguf), "--alias", SERVED_NAME),
+        *("--host", "127.0.0.1", "--port", str(port), "-np", str(slots), "-c", str(512 * slots)),
+        *("-t", str(args.threads), "-tb", str(args.threads), "--log-disable"),
+    ]
 
 
 def run_targets(args: argparse.Namespace, gguf: Path, logs: Path, report: dict[str, Any]) -> None:
@@ -285,6 +311,8 @@ def run_targets(args: argparse.Namespace, gguf: Path, logs: Path, report: dict[s
         ],
         None,
     )
+    if "llama_server" in args.targets:
+        targets["llama_server"] = (llama_server_command(gguf, port, args), None)
     naive = [sys.executable, __file__, "--naive-server", str(port), "--model", args.model]
     targets["naive"] = ([*naive, "--threads", str(args.threads)], None)
     for label in args.targets:
@@ -318,6 +346,14 @@ def run_adapters(args: argparse.Namespace, logs: Path, report: dict[str, Any]) -
     }
 
 
+def _at_least(value: float | None, bound: float) -> bool | None:
+    return None if value is None else value >= bound
+
+
+def _at_most(value: float | None, bound: float) -> bool | None:
+    return None if value is None else value <= bound
+
+
 def summarise(report: dict[str, Any], args: argparse.Namespace) -> None:
     t, top = report["targets"], max(args.clients)
     get = lambda name: t.get(name, [])  # noqa: E731
@@ -327,6 +363,11 @@ def summarise(report: dict[str, Any], args: argparse.Namespace) -> None:
         f"ours_gguf_vs_llama_cpp_server_x{top}": ratio(get("ours_gguf"), get("llama_cpp_server"), top),
         f"ours_gguf_vs_ours_gguf_seq_x{top}": ratio(get("ours_gguf"), get("ours_gguf_seq"), top),
         f"best_ours_vs_llama_cpp_server_x{top}": None,
+        f"ours_gguf_vs_llama_server_x{top}": ratio(get("ours_gguf"), get("llama_server"), top),
+        f"batched_vs_llama_server_x{top}": ratio(get("batched"), get("llama_server"), top),
+        f"ours_gguf_ttft_p50_vs_llama_server_x{top}": ratio(
+            get("ours_gguf"), get("llama_server"), top, key="ttft_p50_s"
+        ),
     }
     ours = [ratios[f"batched_vs_llama_cpp_server_x{top}"], ratios[f"ours_gguf_vs_llama_cpp_server_x{top}"]]
     if any(r is not None for r in ours):
@@ -338,6 +379,10 @@ def summarise(report: dict[str, Any], args: argparse.Namespace) -> None:
     report["goals"] = {
         "x16_batched_ge_3x_naive": None if vs_naive is None else vs_naive >= 3.0,
         "x16_ours_ge_llama_cpp_server": None if best is None else best >= 1.0,
+        "x16_ours_gguf_ge_llama_server": _at_least(ratios[f"ours_gguf_vs_llama_server_x{top}"], 1.0),
+        "x16_ours_gguf_ttft_le_1.2x_llama_server": _at_most(
+            ratios[f"ours_gguf_ttft_p50_vs_llama_server_x{top}"], 1.2
+        ),
         "adapter_mix_ge_0.85x_base_only": None
         if not mix or None in mix.values()
         else all(v >= 0.85 for v in mix.values()),
@@ -345,7 +390,7 @@ def summarise(report: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    all_targets = ["batched", "ours_gguf", "ours_gguf_seq", "llama_cpp_server", "naive"]
+    all_targets = ["batched", "ours_gguf", "ours_gguf_seq", "llama_server", "llama_cpp_server", "naive"]
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

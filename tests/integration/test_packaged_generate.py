@@ -38,7 +38,7 @@ def test_cli_generate_json_answers_paris(
     assert code == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "Paris" in out["text"]
-    assert out["backend"] == ("transformers" if backend == "auto" else backend)
+    assert out["backend"] == ("llama_cpp" if backend == "auto" else backend)  # auto: the float16 GGUF
     assert out["completion_tokens"] > 0 and out["ttft_s"] > 0
 
 
@@ -52,6 +52,18 @@ def test_backends_agree_on_prompt_tokens_and_a_raw_greedy_continuation() -> None
     # copy its fp32 dequantization, so a clear-cut greedy continuation agrees at the start.
     assert chat_ids["transformers"] == chat_ids["llama_cpp"]
     assert answers["transformers"].split()[:2] == answers["llama_cpp"].split()[:2], answers
+
+
+def test_auto_runs_the_float16_gguf_and_decodes_like_fp32() -> None:
+    """The fast default path keeps fp32's greedy output (docs/benchmarks.md, "Fast default path")."""
+    fast = lmfoundry.load("smollm2-135m-instruct")
+    assert fast.backend == "llama_cpp"
+    assert fast.runtime.llm.model_path.endswith("model-f16.gguf")  # type: ignore[attr-defined]
+    reference = lmfoundry.load("smollm2-135m-instruct", backend="transformers")
+    for prompt in ([Message("user", QUESTION)], "The capital of France is"):
+        want = reference.generate(prompt, temperature=0, max_new_tokens=24)
+        got = fast.generate(prompt, temperature=0, max_new_tokens=24)
+        assert got.token_ids == want.token_ids, (got.text, want.text)
 
 
 def test_show_reports_the_packaged_model(capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # command: (module in lmfoundry.cli, o
     "data": ("data", "make bundled data sets and inspect fine-tuning data"),
     "estimate": ("estimate", "predict peak RAM for inference or training (weights, KV cache, gradients, optimizer, activations)"),
     "eval": ("eval", "evaluate models, compare champion vs challenger, gate, judge, report"),
-    "export": ("export", "export models to other formats (GGUF for llama.cpp)"),
+    "export": ("export", "export models to other formats (GGUF for llama.cpp, ONNX for ONNX Runtime)"),
     "finetune": ("finetune", "fine-tune or align a model (SFT: full, LoRA, QLoRA, ...; reward model, DPO, PPO)"),
     "generate": ("generate", "generate a completion for one prompt"),
     "models": ("models", "list, pull, show, remove and create models in the local store"),

@@ -12,7 +12,7 @@ from lmfoundry.cli.common import (
     print_result,
     sampling_overrides,
 )
-from lmfoundry.generate.engine import LoadedModel, load_model
+from lmfoundry.generate.engine import SPECULATIVE, LoadedModel, load_model
 from lmfoundry.prompts.apply import render_conversation, render_input
 from lmfoundry.prompts.registry import PromptRef, resolve_prompt
 from lmfoundry.types import Message, SamplingParams
@@ -25,9 +25,16 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         default="auto",
         type=plugin_name("backend", "auto"),
         help=(
-            "auto (default) = llama.cpp for .gguf files, transformers (fp32) for store and packaged "
-            "models; or transformers, llama_cpp, or a backend a plugin adds"
+            "auto (default) = llama.cpp: .gguf files as they are, store and packaged models on a "
+            "float16 GGUF of their fp32 weights (made once); transformers (fp32) where adapters or "
+            "quantized torch weights need it; or transformers, llama_cpp, or a backend a plugin adds"
         ),
+    )
+    parser.add_argument(
+        "--speculative",
+        choices=SPECULATIVE,
+        help="prompt-lookup: draft tokens from n-grams of the prompt (llama.cpp; same greedy output on "
+        "float16 weights, faster when the answer copies from the prompt: summaries, RAG)",
     )
     parser.add_argument("--adapter", action="append", help="PEFT adapter directory (repeatable)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
@@ -68,7 +75,13 @@ def _load(args: argparse.Namespace) -> LoadedModel:
     from rich.console import Console
 
     with Console(stderr=True).status(f"loading {args.model}..."):
-        return load_model(args.model, backend=args.backend, adapters=args.adapter, threads=args.threads)
+        return load_model(
+            args.model,
+            backend=args.backend,
+            adapters=args.adapter,
+            threads=args.threads,
+            speculative=args.speculative,
+        )
 
 
 def _template(model: LoadedModel, args: argparse.Namespace) -> PromptRef | None:

@@ -218,7 +218,9 @@ def _serve(args: argparse.Namespace) -> int:
     capture = _capture(args)
     console = Console(stderr=True)
     with console.status(f"loading {args.model}..."):
-        loaded = load_model(args.model, backend=args.backend, threads=args.threads)
+        # auto stays on transformers for fp32 store models: per-request adapters and logprobs need it,
+        # and a server cannot know which requests will come (docs/serving.md, "Which backend")
+        loaded = load_model(args.model, backend=args.backend, threads=args.threads, fast_gguf=False)
         served = ServedModel.create(
             loaded,
             name=args.served_model_name or _served_name(args.model),

@@ -14,6 +14,7 @@ from typing import Any
 from lmfoundry import plugins
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.generate.backend import Backend
+from lmfoundry.generate.backend_choice import choose_backend, fast_entry, use_fast_gguf
 from lmfoundry.generate.constraints import response_constraint
 from lmfoundry.generate.tools import (
     ToolSpec,
@@ -264,42 +265,28 @@ class LoadedModel:
         return result
 
 
-def choose_backend(
-    requested: str, *, kind: str, has_gguf: bool, has_adapters: bool, quantized: bool, gguf_only: bool = False
-) -> str:
-    """Pick a backend for `auto`.
-
-    A bare GGUF file runs on llama.cpp (no conversion needed). Store and packaged models run on
-    transformers with their fp32 weights: llama.cpp quantizes activations to 8 bits in its
-    quantized matmuls, which flips near-tied greedy choices of small models (measured on
-    SmolLM2-135M: "The capital of France is Paris." vs "L'Etoile, ..."); use
-    `--backend llama_cpp` for its speed when that trade is acceptable.
-    """
-    if requested != "auto":
-        plugins.get("backend", requested)  # an unknown name is an error naming the known ones
-        return requested
-    if gguf_only and not has_adapters:
-        return "llama_cpp"  # a GGUF quantization in the store has no transformers weights
-    if kind == "gguf" and has_gguf and not has_adapters and not quantized and _llama_cpp_available():
-        return "llama_cpp"
-    return "transformers"
-
-
-def _llama_cpp_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("llama_cpp") is not None
-
-
 def load_model(
-    name: str, *, backend: str = "auto", adapters: list[str] | None = None, threads: int | None = None
+    name: str,
+    *,
+    backend: str = "auto",
+    adapters: list[str] | None = None,
+    threads: int | None = None,
+    speculative: str | None = None,
+    fast_gguf: bool = True,
 ) -> LoadedModel:
-    """Resolve `name`, pick a backend and load it (see `lmfoundry.load`)."""
+    """Resolve `name`, pick a backend and load it (see `lmfoundry.load`).
+
+    `speculative="prompt-lookup"` drafts tokens from n-grams of the prompt (llama.cpp only; same
+    greedy output on float16 weights, faster when answers copy from the prompt). `fast_gguf=False`
+    keeps `auto` on transformers for fp32 store models: for callers that will need what only that
+    backend has (the server's per-request adapters and logprobs, the tokenizer of forced citations).
+    """
 
     resolved = resolve(name)
     all_adapters = [*resolved.adapters, *(adapters or [])]
     if resolved.profile and resolved.profile.backend and backend == "auto":
         backend = resolved.profile.backend
+    entry = fast_entry(resolved, has_adapters=bool(all_adapters)) if backend == "auto" and fast_gguf else None
     chosen = choose_backend(
         backend,
         gguf_only=weights_format(resolved.quantization) == "gguf",
@@ -307,8 +294,13 @@ def load_model(
         has_gguf=resolved.gguf is not None,
         has_adapters=bool(all_adapters),
         quantized=bool(resolved.quantization),
+        fast_gguf=entry is not None,
     )
-    runtime = plugins.get("backend", chosen)(resolved, adapters=list(adapters or []), threads=threads)
+    options = {"speculative": check_speculative(speculative, chosen)} if speculative else {}
+    use_fast_gguf(resolved, chosen, entry)
+    runtime = plugins.get("backend", chosen)(
+        resolved, adapters=list(adapters or []), threads=threads, **options
+    )
     profile = resolved.profile
     return LoadedModel(
         name,
@@ -317,3 +309,20 @@ def load_model(
         system=profile.system if profile else None,
         prompt=profile.prompt if profile else None,
     )
+
+
+SPECULATIVE = ("prompt-lookup",)
+
+
+def check_speculative(speculative: str, chosen: str) -> str:
+    """A known speculative-decoding method on a backend that has it (llama.cpp)."""
+    if speculative not in SPECULATIVE:
+        raise InvalidInputError(
+            f"unknown speculative method {speculative!r} (choose from {', '.join(SPECULATIVE)})"
+        )
+    if chosen != "llama_cpp":
+        raise InvalidInputError(
+            f"--speculative {speculative} runs on the llama.cpp backend; this model loads on {chosen} "
+            "(adapters and quantized torch weights need transformers)"
+        )
+    return speculative

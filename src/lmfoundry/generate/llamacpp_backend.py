@@ -32,14 +32,18 @@ class LlamaCppBackend:
         threads: int | None = None,
         chat_template: str | None = None,
         lora_path: Path | None = None,
+        speculative: str | None = None,
     ) -> None:
         llama_cpp = require("llama_cpp", extra="llamacpp", package="llama-cpp-python")
+        draft = prompt_lookup_draft() if speculative == "prompt-lookup" else None
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(gguf_path),
                 n_ctx=n_ctx,
                 n_threads=threads or os.cpu_count() or 2,
                 lora_path=str(lora_path) if lora_path else None,
+                draft_model=draft,
+                logits_all=draft is not None,  # verifying a draft reads the logits of every drafted row
                 verbose=False,
             )
         except ValueError as exc:
@@ -115,6 +119,22 @@ class LlamaCppBackend:
                 return
 
 
+PROMPT_LOOKUP_TOKENS = 2
+"""Tokens drafted per step from the prompt's n-grams. Few, because a small model's CPU decode is
+compute-bound: verifying k drafted tokens costs about k single-token passes on F16 weights, so long
+drafts waste more on rejections than they save (measured 2 > 3 > 10 in docs/benchmarks.md)."""
+
+
+def prompt_lookup_draft() -> Any:
+    """Prompt-lookup (n-gram) speculative decoding: draft the tokens that followed the last n-gram
+    where it last occurred in the context. No second model; llama.cpp keeps only the drafted tokens
+    its own sampler picks, so greedy output changes only if the batched verification pass rounds
+    differently from a single-token pass (identical on the float16 GGUF in our tests; not on Q8_0)."""
+    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+    return LlamaPromptLookupDecoding(max_ngram_size=2, num_pred_tokens=PROMPT_LOOKUP_TOKENS)
+
+
 def _eog_ids(llm: Any) -> set[int]:
     """End-of-generation ids beyond EOS (e.g. <|im_end|>, <end_of_turn>), from the vocabulary."""
     ids: set[int] = set()
@@ -126,9 +146,14 @@ def _eog_ids(llm: Any) -> set[int]:
 
 
 def load_backend(
-    resolved: ResolvedModel, *, adapters: list[str], threads: int | None = None
+    resolved: ResolvedModel,
+    *,
+    adapters: list[str],
+    threads: int | None = None,
+    speculative: str | None = None,
 ) -> LlamaCppBackend:
-    """The `llama_cpp` backend plugin: the model's GGUF file, with at most one GGUF LoRA adapter."""
+    """The `llama_cpp` backend plugin: the model's GGUF file, with at most one GGUF LoRA adapter
+    (`speculative="prompt-lookup"`: n-gram drafting, see `prompt_lookup_draft`)."""
     if resolved.gguf is None:
         raise LmfError(
             f"{resolved.name} has no GGUF file for the llama_cpp backend (use --backend transformers)"
@@ -144,4 +169,6 @@ def load_backend(
     if lora is not None and not lora.is_file():
         raise LmfError(f"GGUF adapter not found: {lora}")
     template = resolved.profile.chat_template if resolved.profile else None
-    return LlamaCppBackend(resolved.gguf, threads=threads, chat_template=template, lora_path=lora)
+    return LlamaCppBackend(
+        resolved.gguf, threads=threads, chat_template=template, lora_path=lora, speculative=speculative
+    )

@@ -1,7 +1,7 @@
 """GGUF quantization through llama.cpp's own quantizer, and facts read back from GGUF files.
 
 The path is: store model (fp32 transformers weights) -> fp32 GGUF written by the project
-(`lmfoundry.finetune.export.gguf.write_gguf`, the `gguf` library's writer) -> llama.cpp's
+(`lmfoundry.models.gguf_writer.write_gguf`, the `gguf` library's writer) -> llama.cpp's
 `llama_model_quantize` (exposed by llama-cpp-python) -> Q4_K_M / Q4_0 / Q5_K_M / Q8_0 GGUF.
 
 llama.cpp chooses per-tensor types itself: K-quants need rows that are multiples of 256, so a
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
+from lmfoundry.models.gguf_writer import write_gguf
 from lmfoundry.plugins import require
-from lmfoundry.quantize.gguf_writer import write_gguf
 
 GGUF_TYPES = {
     "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",

@@ -30,10 +30,10 @@ from lmfoundry.errors import InvalidInputError, LmfError
 from lmfoundry.fsutil import atomic_dir
 from lmfoundry.models import store
 from lmfoundry.models.convert import gguf_summary
+from lmfoundry.models.gguf_writer import source_pre_tokenizer
 from lmfoundry.models.load import load_hf_model, resolve
 from lmfoundry.quantize.blockwise import check_block_size
 from lmfoundry.quantize.gguf import GGUF_TYPES, quantize_gguf, write_f32_gguf
-from lmfoundry.quantize.gguf_writer import source_pre_tokenizer
 from lmfoundry.quantize.gptq import CalibrationSource
 from lmfoundry.quantize.modules import WEIGHTS_FILE, quantize_model, save_quantized
 

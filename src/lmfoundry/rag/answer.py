@@ -279,7 +279,8 @@ def ask(
     params = params or SamplingParams(temperature=0.0, max_new_tokens=256)
     with opened(store) as index:
         hits = search(index, question, k=k, mode=mode, rerank=rerank, where=where)
-        reader = load_model(model) if isinstance(model, str) else model
+        # forced citations read the transformers tokenizer: keep auto off the llama.cpp fast path
+        reader = load_model(model, fast_gguf=cite != "forced") if isinstance(model, str) else model
         kept, texts, dropped, notes = plan_context(
             question, hits, reader, params.max_new_tokens, index.embedder if compress else None
         )

@@ -131,7 +131,7 @@ def test_export_store_model_records_the_gguf_in_its_manifest(
 
 def test_export_refuses_unsupported_architectures(tmp_path: Path) -> None:
     from lmfoundry.errors import LmfError
-    from lmfoundry.quantize.gguf_writer import write_gguf
+    from lmfoundry.models.gguf_writer import write_gguf
     from tiny import build_model, build_tokenizer
 
     model = build_model("llama", vocab_size=384)
@@ -172,7 +172,7 @@ def test_check_fails_loudly_when_the_export_is_wrong(
 ) -> None:
     """Fault injection: an exporter that forgets the rotary permutation must be caught."""
     pytest.importorskip("llama_cpp")
-    from lmfoundry.quantize import gguf_writer
+    from lmfoundry.models import gguf_writer
 
     run = _train(ft_config)
     broken = gguf_writer.ArchSpec("llama", False, "smollm")
@@ -191,7 +191,7 @@ def test_lora_gguf_adapter_on_llama_cpp_matches_peft(kind: str, tmp_path: Path) 
 
     from lmfoundry.finetune.export.gguf_lora import write_lora_gguf
     from lmfoundry.generate.llamacpp_backend import LlamaCppBackend
-    from lmfoundry.quantize.gguf_writer import write_gguf
+    from lmfoundry.models.gguf_writer import write_gguf
     from tiny import build_model, build_tokenizer
 
     tokenizer, base = build_tokenizer(), build_model(kind)

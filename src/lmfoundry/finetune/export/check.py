@@ -21,7 +21,7 @@ from lmfoundry.finetune.train.artifacts import load_base, load_tuned
 from lmfoundry.generate.engine import LoadedModel, load_model
 from lmfoundry.generate.hf_backend import TransformersBackend
 from lmfoundry.generate.llamacpp_backend import LlamaCppBackend
-from lmfoundry.quantize.gguf_writer import write_gguf
+from lmfoundry.models.gguf_writer import write_gguf
 from lmfoundry.types import SamplingParams
 
 DEFAULT_PROMPTS = (

@@ -1,6 +1,6 @@
 """`lmf export gguf`: a store model, model directory or fine-tuning run (merged first) as a GGUF file.
 
-The file itself is written by `lmfoundry.quantize.gguf_writer`, the writer quantization uses too.
+The file itself is written by `lmfoundry.models.gguf_writer`, the writer quantization uses too.
 """
 
 from __future__ import annotations
@@ -8,12 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lmfoundry.errors import LmfError
-from lmfoundry.finetune.export.merge import merged_model
-from lmfoundry.finetune.train.artifacts import find_artifact
+from lmfoundry.finetune.export.merge import load_source
 from lmfoundry.models import store
-from lmfoundry.models.load import load_hf_model
-from lmfoundry.quantize.gguf_writer import store_pre_tokenizer, write_gguf
+from lmfoundry.models.gguf_writer import store_pre_tokenizer, write_gguf
 
 
 def export(model_or_run: str, *, outtype: str = "f16", out: str | Path | None = None) -> dict[str, Any]:
@@ -22,24 +19,18 @@ def export(model_or_run: str, *, outtype: str = "f16", out: str | Path | None = 
     Without `out`, a store entry gets `model-<outtype>.gguf` in its folder (and, if it has no GGUF yet,
     its manifest points at it, so `lmfoundry.load(name)` can use llama.cpp); anything else `./<name>-<outtype>.gguf`.
     """
-    try:
-        artifact: Path | None = find_artifact(model_or_run)
-    except LmfError:
-        artifact = None
-    if artifact is not None:
-        model, tokenizer, info = merged_model(artifact)
-        base, label = info.base_model, Path(model_or_run).resolve().name
-    else:
-        model, tokenizer = load_hf_model(model_or_run)
-        base, label = model_or_run, store.default_name(model_or_run)
-    in_store = artifact is None and store.is_pulled(model_or_run)
+    source = load_source(model_or_run)
+    model, tokenizer, label = source.model, source.tokenizer, source.label
+    in_store = not source.is_run and store.is_pulled(model_or_run)
     if out is not None:
         target = Path(out)
     elif in_store:
         target = store.entry_dir(model_or_run) / f"model-{outtype}.gguf"
     else:
         target = Path(f"{label}-{outtype}.gguf")
-    path = write_gguf(model, tokenizer, target, outtype=outtype, name=label, pre=store_pre_tokenizer(base))
+    path = write_gguf(
+        model, tokenizer, target, outtype=outtype, name=label, pre=store_pre_tokenizer(source.base)
+    )
     manifest = store.read_manifest(model_or_run) if in_store else None
     if manifest is not None and out is None and not manifest.gguf:
         manifest.gguf = str(path)  # the llama.cpp backend can now serve this entry

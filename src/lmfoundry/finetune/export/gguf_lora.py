@@ -16,7 +16,7 @@ from typing import Any
 
 from lmfoundry.errors import LmfError
 from lmfoundry.finetune.train.artifacts import find_artifact, load_tuned
-from lmfoundry.quantize.gguf_writer import (
+from lmfoundry.models.gguf_writer import (
     ArchSpec,
     arch_of,
     check_outtype,

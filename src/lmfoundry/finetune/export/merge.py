@@ -9,14 +9,16 @@ it was trained on, so the merged model computes what the trained adapter compute
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lmfoundry.errors import LmfError
 from lmfoundry.finetune.config import MERGEABLE
-from lmfoundry.finetune.train.artifacts import ArtifactInfo, find_artifact, load_tuned
+from lmfoundry.finetune.train.artifacts import ADAPTER_DIR, INFO_FILE, ArtifactInfo, find_artifact, load_tuned
 from lmfoundry.fsutil import atomic_dir
 from lmfoundry.models import store
+from lmfoundry.models.load import load_hf_model
 from lmfoundry.quantize.modules import dequantize_model
 from lmfoundry.quiet import quiet_loading
 
@@ -36,6 +38,43 @@ def merged_model(path: str | Path) -> tuple[Any, Any, ArtifactInfo]:
     merged = model.merge_and_unload()
     merged.eval()
     return merged, tokenizer, info
+
+
+@dataclass
+class ExportSource:
+    """What `lmf export` writes: a model, or a fine-tuning run with its adapter merged."""
+
+    model: Any
+    tokenizer: Any
+    base: str
+    """The model the weights started from (a run's base model, else the name itself)."""
+    label: str
+    """The stem of default output names."""
+    is_run: bool
+
+
+def run_artifact(model_or_run: str) -> Path | None:
+    """The adapter (or model) folder when `model_or_run` is a fine-tuning run; None for a model."""
+    try:
+        return find_artifact(model_or_run)
+    except LmfError:
+        path = Path(model_or_run).expanduser()
+        if (path / "resolved_config.yaml").is_file():
+            raise LmfError(
+                f"{path} is a fine-tuning run with no saved adapter or model (no {ADAPTER_DIR}/{INFO_FILE}); "
+                "did its training finish?"
+            ) from None
+        return None
+
+
+def load_source(model_or_run: str) -> ExportSource:
+    """A store model, model directory, or fine-tuning run (its adapter merged), loaded in fp32."""
+    artifact = run_artifact(model_or_run)
+    if artifact is not None:
+        model, tokenizer, info = merged_model(artifact)
+        return ExportSource(model, tokenizer, info.base_model, Path(model_or_run).resolve().name, True)
+    model, tokenizer = load_hf_model(model_or_run)
+    return ExportSource(model, tokenizer, model_or_run, store.default_name(model_or_run), False)
 
 
 def merge_to_store(path: str | Path, name: str, *, force: bool = False) -> Path:

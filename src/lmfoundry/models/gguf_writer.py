@@ -1,6 +1,10 @@
 """The one GGUF writer: a transformers Llama-family model (f32 or f16) with the `gguf` library, and
 the atomic file finish that the LoRA-adapter export shares (`write_gguf_file`).
 
+It lives in the models layer because the store itself needs it: `models/fast_gguf.py` writes the
+float16 GGUF that `auto` runs store models on; quantization, export and the parity check above
+use the same writer.
+
 What goes in: the architecture's hyperparameters, every weight under its GGUF name (from
 `gguf.tensor_mapping`), the BPE tokenizer (tokens, token types, merges, special ids) and the chat
 template. Two details decide whether llama.cpp computes the same function as transformers:
@@ -14,6 +18,8 @@ template. Two details decide whether llama.cpp computes the same function as tra
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,7 +169,10 @@ def write_gguf_file(out: Path, arch: ArchSpec, fill: Callable[[Any], None]) -> P
 
     out = Path(out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial")
+    # a unique temp name: two processes writing the same file must not share (and truncate) one
+    fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
+    os.close(fd)
+    tmp = Path(tmp_name)
     writer = gguf.GGUFWriter(str(tmp), arch.gguf_arch)
     try:
         fill(writer)
@@ -171,6 +180,7 @@ def write_gguf_file(out: Path, arch: ArchSpec, fill: Callable[[Any], None]) -> P
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a model file is readable like the rest
         tmp.replace(out)
     except BaseException:
         writer.close()
