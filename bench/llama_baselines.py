@@ -7,37 +7,49 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
-def bench_llama_cpp_python(gguf: Path, prompt_ids: list[int], tokens: int, repeats: int) -> dict[str, Any]:
-    """llama-cpp-python's `Llama.generate` (greedy), no lmfoundry code in the loop."""
-    import llama_cpp
+def raw_decoder(
+    gguf: str, threads: int, new_tokens: int
+) -> Callable[[list[int]], tuple[list[int], float, float]]:
+    """llama-cpp-python alone: greedy `Llama.generate`, no lmfoundry code in the loop, timed like our
+    engine (tokens/s after the first token). Stops at EOS or `<|im_end|>`, as our engine does.
+    Returns run(prompt_ids) -> (token ids, tokens/s, TTFT in s)."""
+    from llama_cpp import Llama
 
-    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=2048, n_threads=2, n_threads_batch=2, verbose=False)
-    eos = int(llm.token_eos())
-    runs = []
-    for repeat in range(repeats + 1):  # the first run warms up
-        start, first_at, ids = time.perf_counter(), None, []
-        for token in llm.generate(prompt_ids, temp=0.0, top_k=1, reset=True):
-            first_at = first_at or time.perf_counter()
-            ids.append(int(token))
-            if token == eos or len(ids) >= tokens:
+    llm = Llama(model_path=gguf, n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
+    eos = {int(llm.token_eos())} | {int(t) for t in llm.tokenize(b"<|im_end|>", add_bos=False, special=True)}
+
+    def run(prompt: list[int]) -> tuple[list[int], float, float]:
+        out: list[int] = []
+        start, first = time.perf_counter(), 0.0
+        for token in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
+            first = first or time.perf_counter()
+            if token in eos or len(out) >= new_tokens:
                 break
-        end = time.perf_counter()
-        if repeat:
-            runs.append(
-                {"ttft_s": (first_at or end) - start, "tokens_per_s": (len(ids) - 1) / (end - first_at)}
-            )
+            out.append(int(token))
+        return out, (len(out) - 1) / max(time.perf_counter() - first, 1e-9), first - start
+
+    return run
+
+
+def bench_llama_cpp_python(gguf: Path, prompt_ids: list[int], tokens: int, repeats: int) -> dict[str, Any]:
+    """`raw_decoder` on `gguf`, the first run a warm-up; medians of `repeats` runs."""
+    decode = raw_decoder(str(gguf), os.cpu_count() or 2, tokens)
+    decode(prompt_ids)
+    runs = [decode(prompt_ids) for _ in range(repeats)]
     return {
-        "tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
-        "ttft_s": statistics.median(r["ttft_s"] for r in runs),
-        "completion_tokens": len(ids),
-        "token_ids": ids,
+        "tokens_per_s": statistics.median(r[1] for r in runs),
+        "ttft_s": statistics.median(r[2] for r in runs),
+        "completion_tokens": len(runs[0][0]),
+        "token_ids": runs[0][0],
     }
 
 

@@ -46,7 +46,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,18 @@ def lmf_serve_command(model: str, backend: str, port: int, args: argparse.Namesp
 
 
 # -- load generation ------------------------------------------------------------------------------
+async def sse_chunks(
+    client: Any, path: str, body: dict[str, Any], label: str
+) -> AsyncIterator[dict[str, Any]]:
+    """POST a streaming request and yield each server-sent JSON chunk (a non-200 is an error)."""
+    async with client.stream("POST", path, json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"{label}: HTTP {response.status_code}: {(await response.aread())[:300]!r}")
+        async for line in response.aiter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                yield json.loads(line[6:])
+
+
 async def one_request(client: Any, prompt: str, max_tokens: int, model: str) -> tuple[float, int, str]:
     """One streaming completion: (TTFT, completion tokens, where the count came from)."""
     body = {
@@ -166,18 +178,12 @@ async def one_request(client: Any, prompt: str, max_tokens: int, model: str) -> 
         "stream_options": {"include_usage": True},
     }
     start, ttft, usage, chunks = time.perf_counter(), None, None, 0
-    async with client.stream("POST", "/v1/completions", json=body) as response:
-        if response.status_code != 200:
-            raise RuntimeError(f"{model}: HTTP {response.status_code}: {(await response.aread())[:300]!r}")
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("choices") and chunk["choices"][0].get("text"):
-                chunks += 1
-                ttft = ttft if ttft is not None else time.perf_counter() - start
-            if chunk.get("usage"):
-                usage = chunk["usage"]["completion_tokens"]
+    async for chunk in sse_chunks(client, "/v1/completions", body, model):
+        if chunk.get("choices") and chunk["choices"][0].get("text"):
+            chunks += 1
+            ttft = ttft if ttft is not None else time.perf_counter() - start
+        if chunk.get("usage"):
+            usage = chunk["usage"]["completion_tokens"]
     if usage is None and chunks == 0:
         raise RuntimeError(f"{model}: a request produced no text")
     # llama-cpp-python streams one chunk per token and sends no usage: count the chunks then.

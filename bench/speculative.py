@@ -17,11 +17,11 @@ import argparse
 import json
 import os
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import lmfoundry
+from llama_baselines import raw_decoder
 from lmfoundry.types import Message
 
 TOPIC = "assert"
@@ -36,35 +36,15 @@ def summary_prompt(model: Any) -> list[int]:
     return list(model.prompt_ids([Message("user", ask)]))
 
 
-def raw_decoder(gguf: str, threads: int, new_tokens: int) -> Callable[[list[int]], tuple[list[int], float]]:
-    """llama-cpp-python alone: greedy `generate`, timed like our engine (after the first token)."""
-    from llama_cpp import Llama
-
-    llm = Llama(model_path=gguf, n_ctx=4096, n_threads=threads, verbose=False)
-    eos = {int(llm.token_eos())} | {int(t) for t in llm.tokenize(b"<|im_end|>", add_bos=False, special=True)}
-
-    def run(prompt: list[int]) -> tuple[list[int], float]:
-        out: list[int] = []
-        first = 0.0
-        for token in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
-            first = first or time.perf_counter()
-            if token in eos or len(out) >= new_tokens:
-                break
-            out.append(int(token))
-        return out, (len(out) - 1) / max(time.perf_counter() - first, 1e-9)
-
-    return run
-
-
-def lmf_decoder(model: Any, new_tokens: int) -> Callable[[list[int]], tuple[list[int], float]]:
+def lmf_decoder(model: Any, new_tokens: int) -> Callable[[list[int]], tuple[list[int], float, float]]:
     from lmfoundry.generate.engine import run_stream
     from lmfoundry.types import SamplingParams
 
     params = SamplingParams(temperature=0.0, max_new_tokens=new_tokens)
 
-    def run(prompt: list[int]) -> tuple[list[int], float]:
+    def run(prompt: list[int]) -> tuple[list[int], float, float]:
         result = next(e.result for e in run_stream(model.runtime, prompt, params) if e.result is not None)
-        return result.token_ids, result.tokens_per_s
+        return result.token_ids, result.tokens_per_s, result.ttft_s
 
     return run
 
@@ -89,7 +69,7 @@ def main() -> None:
     outputs: dict[str, list[int]] = {}
     for _ in range(args.repeats):
         for name, decode in decoders.items():
-            outputs[name], tokens_per_s = decode(prompt)
+            outputs[name], tokens_per_s, _ = decode(prompt)
             speeds[name].append(tokens_per_s)
     median = {name: round(statistics.median(values), 1) for name, values in speeds.items()}
     report = {

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve import QUESTIONS, SERVED_NAME, free_port, server_process  # noqa: E402
+from serve import QUESTIONS, SERVED_NAME, free_port, server_process, sse_chunks  # noqa: E402
 
 SCHEMA = {
     "type": "object",
@@ -56,21 +56,15 @@ async def one_chat(
     if constrained:
         body["response_format"] = {"type": "json_schema", "json_schema": {"name": "note", "schema": schema}}
     start, ttft, tokens, text, finish = time.perf_counter(), None, 0, "", None
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-        if response.status_code != 200:
-            raise RuntimeError(f"HTTP {response.status_code}: {(await response.aread())[:300]!r}")
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("usage"):
-                tokens = chunk["usage"]["completion_tokens"]
-            for choice in chunk.get("choices", []):
-                piece = choice["delta"].get("content") or ""
-                if piece and ttft is None:
-                    ttft = time.perf_counter() - start
-                text += piece
-                finish = choice.get("finish_reason") or finish
+    async for chunk in sse_chunks(client, "/v1/chat/completions", body, "chat"):
+        if chunk.get("usage"):
+            tokens = chunk["usage"]["completion_tokens"]
+        for choice in chunk.get("choices", []):
+            piece = choice["delta"].get("content") or ""
+            if piece and ttft is None:
+                ttft = time.perf_counter() - start
+            text += piece
+            finish = choice.get("finish_reason") or finish
     return {
         "ttft": ttft or time.perf_counter() - start,
         "tokens": tokens,
