@@ -17,6 +17,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LMF_TRACK", "0")  # CLI runs skip MLflow unless a test turns it on
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# As `lmf serve` does (cli/serve.py): OpenMP spin-waiting between the server's scheduler thread and
+# the test thread made each in-process request ~10x slower on a loaded 2-core machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(autouse=True)

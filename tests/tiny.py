@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,20 @@ def write_tiny_gguf(out: Path) -> Path:
     model = build_model("llama", vocab_size=len(tokenizer))
     model.config.architectures = ["LlamaForCausalLM"]
     return write_f32_gguf(model, tokenizer, out, name="tiny")
+
+
+def save_tiny_lora(base_dir: Path, out: Path, seed: int) -> Path:
+    """A LoRA adapter for the tiny model at `base_dir` with non-identity weights (so it changes outputs)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    torch.manual_seed(seed)  # after loading: the LoRA init draws from this seed
+    lora = LoraConfig(
+        r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False
+    )
+    with warnings.catch_warnings():  # peft reads transformers' deprecated `is_gradient_checkpointing`
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        get_peft_model(model, lora).save_pretrained(out)
+    return out

@@ -42,6 +42,7 @@ KINDS = {
     "judge": "factory(arg: str, params) -> JudgeBackend (lmfoundry.eval.judge); `--judge NAME:ARG`",
     "task": "factory(arg: str, data_dir) -> Task (lmfoundry.eval.tasks); `--task NAME[:ARG]`",
     "stage": "StageKind (lmfoundry.pipeline.stage_kind): a pipeline `kind:`",
+    "safety_classifier": "f(text) -> float (probability unsafe) or bool; `lmf serve --guardrails` classifier",
 }
 
 BUILTINS: dict[str, dict[str, str]] = {
@@ -82,6 +83,7 @@ BUILTINS: dict[str, dict[str, str]] = {
             ("rag-index", "rag_index"),
             ("rag-ask", "rag_ask"),
             ("smoke-test", "endpoint_check"),
+            ("monitor", "monitor"),
         )
     },
 }

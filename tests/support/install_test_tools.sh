@@ -3,9 +3,10 @@
 # `make test`; needs root (or sudo) and the apt mirror; without them the tests that need a tool skip.
 #   chromium               the HTML report browser test (tests/unit/eval/test_eval_report_browser.py)
 #   podman runc mmdebstrap the container image test (tests/integration/test_container_image.py)
+#   prometheus             the scrape test of `lmf serve` (tests/integration/test_prometheus.py)
 set -euo pipefail
 missing=()
-for tool in chromium podman runc mmdebstrap; do
+for tool in chromium podman runc mmdebstrap prometheus; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 [ "${#missing[@]}" -eq 0 ] && exit 0

@@ -43,12 +43,27 @@ def _pipeline(path: Path) -> Any:
     return load_pipeline(path)
 
 
+def _monitor(path: Path) -> Any:
+    from lmfoundry.monitor.drift import load_thresholds
+
+    return load_thresholds(path)
+
+
+def _guardrails(path: Path) -> Any:
+    from lmfoundry.serve.guardrails import load_guardrails
+
+    return load_guardrails(path)
+
+
 LOADERS: dict[str, Callable[[Path], Any]] = {
     "pipelines": _pipeline,
     "profiles": _profile,
     "gates": _gates,
     "lmeval": _lmeval,
     "finetune": _finetune,
+    "pretrain": _finetune,
+    "monitor": _monitor,
+    "guardrails": _guardrails,
 }
 ALL_YAML = sorted(CONFIGS.rglob("*.yaml"))
 

@@ -16,8 +16,9 @@ COMMANDS: dict[str, tuple[str, str]] = {  # command: (module in lmfoundry.cli, o
     "estimate": ("estimate", "predict peak RAM for inference or training (weights, KV cache, gradients, optimizer, activations)"),
     "eval": ("eval", "evaluate models, compare champion vs challenger, gate, judge, report"),
     "export": ("export", "export models to other formats (GGUF for llama.cpp, ONNX for ONNX Runtime)"),
-    "finetune": ("finetune", "fine-tune or align a model (SFT: full, LoRA, QLoRA, ...; reward model, DPO, PPO)"),
+    "finetune": ("finetune", "fine-tune, align or pretrain a model (SFT: full, LoRA, QLoRA, ...; reward, DPO, PPO; pretrain)"),
     "generate": ("generate", "generate a completion for one prompt"),
+    "monitor": ("monitor", "compare captured traffic with a reference window: input, output and latency drift"),
     "models": ("models", "list, pull, show, remove and create models in the local store"),
     "pipeline": ("pipeline", "run YAML pipelines: data -> finetune -> evaluate -> gate -> register -> deploy -> RAG"),
     "prompts": ("prompts", "prompt templates: list, show, register versions, render one for a model"),
@@ -26,5 +27,6 @@ COMMANDS: dict[str, tuple[str, str]] = {  # command: (module in lmfoundry.cli, o
     "registry": ("registry", "registered models: versions, the champion alias, promote and rollback"),
     "reward": ("reward", "use reward models trained with `stage: reward`"),
     "serve": ("serve", "serve a model over an OpenAI-compatible HTTP API (or `serve stats` to summarise its metrics)"),
+    "studio": ("studio", "web UI on 127.0.0.1: chat with RAG citations, arena votes, live runs, models, server dashboard"),
 }
 # fmt: on

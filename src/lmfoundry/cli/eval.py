@@ -11,6 +11,8 @@ from lmfoundry.cli.common import add_command_group, add_json_flag, add_subcomman
 from lmfoundry.cli.eval_judge import register_judge, register_judge_agreement
 from lmfoundry.cli.eval_models import register_approaches, register_compare, register_run
 from lmfoundry.cli.eval_output import fmt, print_table
+from lmfoundry.cli.eval_rag import register_rag_answers
+from lmfoundry.cli.eval_safety import register_safety
 from lmfoundry.eval.compare import load_comparison
 from lmfoundry.eval.gates import check_gates, load_gates
 from lmfoundry.eval.lmeval_adapter import run_harness
@@ -34,6 +36,8 @@ def register(subparsers: Any) -> None:
     _register_report(commands)
     register_judge(commands)
     register_judge_agreement(commands)
+    register_safety(commands)
+    register_rag_answers(commands)
     _register_harness(commands)
 
 

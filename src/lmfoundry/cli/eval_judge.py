@@ -96,7 +96,7 @@ def _judge(args: argparse.Namespace) -> int:
     rubric = load_rubric(args.rubric) if args.rubric else None
     judge = _judge_backend(args, args.repeats)
     calls = len(items) * args.repeats * (2 if args.pairwise else 1)
-    with _judge_progress(not args.no_progress, calls) as advance:
+    with judge_progress(not args.no_progress, calls) as advance:
         result = run_judge(judge, items, rubric=rubric, pairwise=bool(args.pairwise), repeats=args.repeats,
                            seed=args.seed or 0, on_item=advance)  # fmt: skip
     result = {"judge": args.judge, "model_a": _model_name(args.outputs), **result}
@@ -133,7 +133,7 @@ def _print_agreement(result: dict[str, Any], judge: str, kind: str) -> None:
     print_table(f"judge {judge} vs human labels ({kind})", ("", "value"), rows)
 
 
-def _judge_progress(enabled: bool, total: int) -> Any:
+def judge_progress(enabled: bool, total: int) -> Any:
     """A context manager yielding an `advance()` callback for judge calls."""
     import contextlib
 

@@ -31,17 +31,31 @@ _SHOWN = {
     ),
     "dpo": ("train_loss", "eval_loss", "heldout_before", "heldout_after", "peak_rss_bytes", "adapter_path"),
     "ppo": ("steps", "eval_before", "eval_after", "peak_rss_bytes", "adapter_path"),
+    **dict.fromkeys(
+        ("pretrain", "continued-pretraining"),
+        (
+            "train_loss",
+            "initial_eval_loss",
+            "eval_loss",
+            "eval_perplexity",
+            "tokens_per_s",
+            "mfu",
+            "adapter_path",
+        ),
+    ),
 }
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "finetune",
-        help="fine-tune or align a model (SFT: full, LoRA, QLoRA, ...; reward model, DPO, PPO)",
+        help="fine-tune, align or pretrain a model (SFT: full, LoRA, QLoRA, ...; reward, DPO, PPO; pretrain)",
         description=(
             "Fine-tune a model from a YAML config (see configs/finetune/). `stage:` picks "
             "supervised fine-tuning (sft, default) or an alignment stage: reward (scalar-head "
-            "reward model, pairwise loss), dpo, or ppo (needs align.reward_model). Overrides use dotted "
+            "reward model, pairwise loss), dpo, or ppo (needs align.reward_model); or a raw-text stage: "
+            "pretrain (a new Llama and its BPE tokenizer) or continued-pretraining (configs/pretrain/). "
+            "Overrides use dotted "
             "keys, e.g. `training.max_steps=20 method.options.r=16 output_dir=runs/try`. The run "
             "folder gets resolved_config.yaml, metrics.jsonl, loss_curve.png, a resumable "
             "checkpoint/, the adapter (or model/ for full fine-tuning) and summary.json. Ctrl-C "

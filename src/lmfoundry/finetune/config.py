@@ -34,7 +34,9 @@ MERGEABLE = ("lora", "qlora", "adalora", "ia3")
 ACCELERATE_MODES = ("auto", "on", "off")
 """`training.accelerate`: auto (use accelerate when a launcher started the run), on, off."""
 SCHEDULERS = ("linear", "cosine", "constant")
-STAGES = ("sft", "reward", "dpo", "ppo")
+STAGES = ("sft", "reward", "dpo", "ppo", "pretrain", "continued-pretraining")
+PRETRAIN_STAGES = ("pretrain", "continued-pretraining")
+"""Stages that train on raw text (`pretrain:` section), next-token loss on every token."""
 ALIGN_METHODS = ("full", "lora")
 PRECISIONS = ("fp32", "bf16")
 
@@ -162,14 +164,41 @@ class AlignConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Options of `stage: pretrain` (a new model) and `stage: continued-pretraining`; the context
+    length is `data.max_length`, the held-out share `data.validation_fraction` (whole documents)."""
+
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    """Raw-text sources, each `{path, weight, text_field, split, data_files}`: a text file or folder
+    of them, a .jsonl/.parquet file, `builtin:python-reference`, or `hf:NAME` (`datasets`, streamed).
+    weight 0 = evaluated only (e.g. a general corpus to measure forgetting). Empty: `data.path`."""
+    tokenizer: str | None = None
+    """pretrain: a model whose tokenizer to use; None = train a byte-level BPE on the train split."""
+    vocab_size: int = 8192
+    """pretrain: vocabulary of the trained tokenizer (and so of the model)."""
+    layers: int = 4
+    hidden_size: int = 256
+    intermediate_size: int = 688
+    heads: int = 4
+    kv_heads: int = 2
+    tie_embeddings: bool = True
+    shard_tokens: int = 1_000_000
+    """Tokens per memory-mapped shard file (a shard holds whole documents)."""
+    token_cache: str | None = None
+    """Where tokenized shards live (None = $LMF_HOME/cache/tokens); reused while the sources and
+    the tokenizer are unchanged, resumed after an interrupted tokenization."""
+
+
+@dataclass
 class FinetuneConfig:
     stage: str = "sft"
-    """sft (supervised) | reward (scalar-head reward model) | dpo | ppo."""
+    """sft (supervised) | reward (scalar-head reward model) | dpo | ppo | pretrain | continued-pretraining."""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     align: AlignConfig = field(default_factory=AlignConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     output_dir: str = "runs/finetune"
     """The run folder: config, metrics, plot, checkpoints, adapter and summary go here."""
 
@@ -215,9 +244,45 @@ def validate(config: FinetuneConfig) -> FinetuneConfig:
         raise InvalidInputError("method.options must be a mapping of peft config options")
     if config.stage not in STAGES:
         raise InvalidInputError(f"stage must be one of {', '.join(STAGES)}, got {config.stage!r}")
-    if config.stage != "sft":
+    if config.stage in PRETRAIN_STAGES:
+        _validate_pretrain(config)
+    elif config.stage != "sft":
         _validate_align(config)
     return config
+
+
+def _validate_pretrain(config: FinetuneConfig) -> None:
+    p = config.pretrain
+    if config.stage == "pretrain" and config.method.name != "full":
+        raise InvalidInputError(
+            f"stage pretrain trains every weight: method.name must be full, got {config.method.name!r}"
+        )
+    if config.stage == "continued-pretraining" and p.tokenizer:
+        raise InvalidInputError(
+            "stage continued-pretraining uses the model's own tokenizer; drop pretrain.tokenizer"
+        )
+    sizes = {
+        "pretrain.layers": p.layers,
+        "pretrain.hidden_size": p.hidden_size,
+        "pretrain.intermediate_size": p.intermediate_size,
+        "pretrain.heads": p.heads,
+        "pretrain.kv_heads": p.kv_heads,
+        "pretrain.shard_tokens": p.shard_tokens,
+    }
+    for key, value in sizes.items():
+        if value < 1:
+            raise InvalidInputError(f"{key} must be >= 1, got {value}")
+    if p.hidden_size % p.heads or p.heads % p.kv_heads:
+        raise InvalidInputError(
+            f"pretrain.hidden_size ({p.hidden_size}) must divide by heads ({p.heads}), "
+            f"and heads by kv_heads ({p.kv_heads})"
+        )
+    if p.vocab_size < 260:
+        raise InvalidInputError(
+            f"pretrain.vocab_size must be >= 260 (256 bytes + specials), got {p.vocab_size}"
+        )
+    if not isinstance(p.sources, list) or not all(isinstance(s, dict) for s in p.sources):
+        raise InvalidInputError("pretrain.sources must be a list of mappings like {path: FILE, weight: 1.0}")
 
 
 def _validate_align(config: FinetuneConfig) -> None:

@@ -18,6 +18,7 @@ from lmfoundry.embed.sentence import embed_texts
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.generate.engine import load_model, run_stream
 from lmfoundry.rag import cite as cites
+from lmfoundry.rag.injection import screen_hits
 from lmfoundry.rag.rerank import Reranker
 from lmfoundry.rag.search import opened, search
 from lmfoundry.types import Hit, Message, SamplingParams
@@ -267,23 +268,32 @@ def ask(
     params: SamplingParams | None = None,
     compress: bool = False,
     cite: str = "auto",
+    screen_injection: bool = False,
 ) -> Answer:
     """Retrieve k chunks for `question`, let `model` answer from them, and return the answer
     with its citations mapped to sources. Greedy decoding unless `params` says otherwise.
 
     `cite`: "auto" (the model's own citations, else an attribution marked `"attributed": true`),
     "model" (only what the model wrote) or "forced" (the answer starts "According to Document N",
-    N chosen by the model); see `lmfoundry.rag.cite`.
+    N chosen by the model); see `lmfoundry.rag.cite`. `screen_injection` drops retrieved chunks
+    that look like prompt injection (`lmfoundry.rag.injection`) and notes which.
     """
     cites.check_mode(cite)
     params = params or SamplingParams(temperature=0.0, max_new_tokens=256)
     with opened(store) as index:
         hits = search(index, question, k=k, mode=mode, rerank=rerank, where=where)
+        screened: list[str] = []
+        if screen_injection:
+            hits, flagged = screen_hits(hits)
+            screened = [
+                f"dropped {h.chunk.source} (possible prompt injection: {', '.join(s)})" for h, s in flagged
+            ]
         # forced citations read the transformers tokenizer: keep auto off the llama.cpp fast path
         reader = load_model(model, fast_gguf=cite != "forced") if isinstance(model, str) else model
         kept, texts, dropped, notes = plan_context(
             question, hits, reader, params.max_new_tokens, index.embedder if compress else None
         )
+        notes = screened + notes
         if not kept:
             return Answer(NO_ANSWER, [], [], dropped, notes + ["no documents retrieved"])
         answer, citations = answer_with_citations(reader, question, kept, texts, params, cite, index.embedder)

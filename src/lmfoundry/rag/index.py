@@ -9,6 +9,7 @@ describe complete chunks; the next run re-indexes unrecorded sources and removes
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -25,7 +26,9 @@ from lmfoundry.fsutil import atomic_write_text
 from lmfoundry.paths import lmf_home
 from lmfoundry.rag.chunk import chunk_document, default_chunk_size, default_overlap
 from lmfoundry.rag.documents import BUILTIN_PREFIX, Document, load_origin, origins
+from lmfoundry.rag.headers import contextual_text
 from lmfoundry.rag.stores.base import SourceRecord, VectorStore, metadata_to_json
+from lmfoundry.types import Chunk
 
 DEFAULT_BACKEND = "lancedb"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -42,6 +45,8 @@ class StoreConfig:
     overlap: int
     tokenizer: str | None = None
     """Tokenizer that counts chunk sizes (None = the embedder's own)."""
+    headers: bool = False
+    """Embed each chunk with its contextual header (document title > section path) in front."""
 
 
 @dataclass
@@ -139,6 +144,7 @@ def _new_config(
     chunk_size: int | None,
     overlap: int | None,
     tokenizer: str | None,
+    headers: bool | None = None,
 ) -> StoreConfig:
     _check_compatible(current, embedder_name, backend)
     special = int(embedder.tokenizer.num_special_tokens_to_add()) if tokenizer is None else 0
@@ -153,6 +159,7 @@ def _new_config(
         chunk_size=size,
         overlap=lap,
         tokenizer=tokenizer if tokenizer is not None else (current.tokenizer if current else None),
+        headers=headers if headers is not None else (current.headers if current else False),
     )
 
 
@@ -164,8 +171,9 @@ def create_or_open(
     chunk_size: int | None = None,
     overlap: int | None = None,
     tokenizer: str | None = None,
+    headers: bool | None = None,
 ) -> RagIndex:
-    """Open `name`, creating it (or updating its chunking settings) as needed."""
+    """Open `name`, creating it (or updating its chunking or header settings) as needed."""
     path = store_path(name)
     current = _read_config(path)
     model: Embedder
@@ -175,7 +183,7 @@ def create_or_open(
         model = load_embedder(None if embedder_name == DEFAULT_EMBEDDER else embedder_name)
     else:
         model, embedder_name = embedder, embedder.model_id
-    config = _new_config(current, model, embedder_name, backend, chunk_size, overlap, tokenizer)
+    config = _new_config(current, model, embedder_name, backend, chunk_size, overlap, tokenizer, headers)
     store_factory = plugins.get("vector_store", config.backend)  # unknown: an error naming the known ones
     if config != current:
         path.mkdir(parents=True, exist_ok=True)
@@ -192,8 +200,10 @@ def _chunk_tokenizer(index: RagIndex) -> Any:
 
 
 def document_hash(doc: Document, config: StoreConfig) -> str:
-    """Changes when the text, the metadata or the chunking settings change."""
-    settings = f"{config.chunk_size}:{config.overlap}:{config.tokenizer}"
+    """Changes when the text, the metadata, the chunking or the header settings change."""
+    settings = f"{config.chunk_size}:{config.overlap}:{config.tokenizer}" + (
+        ":headers" if config.headers else ""
+    )
     payload = "\x00".join([settings, doc.text, metadata_to_json(doc.metadata)])
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
@@ -215,6 +225,7 @@ def index_paths(
     embedder: str | Embedder | None = None,
     backend: str | None = None,
     tokenizer: str | None = None,
+    headers: bool | None = None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     progress: bool = True,
@@ -232,6 +243,7 @@ def index_paths(
         chunk_size=chunk_size,
         overlap=overlap,
         tokenizer=tokenizer,
+        headers=headers,
     )
     report = IndexReport(store=store_name)
     try:
@@ -266,6 +278,18 @@ def index_paths(
     return report
 
 
+def with_header(doc: Document, chunk: Chunk) -> Chunk:
+    """The chunk with its contextual header in `metadata["header"]` (see `rag.headers`)."""
+    header = contextual_text(doc, chunk).split("\n", 1)[0]
+    return dataclasses.replace(chunk, metadata={**chunk.metadata, "header": header})
+
+
+def embedded_text(chunk: Chunk) -> str:
+    """What the embedder reads for a chunk: its header line (when it has one), then its text."""
+    header = chunk.metadata.get("header")
+    return f"{header}\n{chunk.text}" if isinstance(header, str) and header else chunk.text
+
+
 def _remove_orphans(store: VectorStore, records: dict[str, SourceRecord]) -> None:
     """Chunks without a record were left by an interrupted run: drop them (re-run re-adds)."""
     store.delete_sources([s for s in store.chunk_sources() if s not in records])
@@ -287,7 +311,11 @@ def _write_documents(
         return
     cfg = index.config
     chunk_lists = [chunk_document(d, tokenizer, cfg.chunk_size, cfg.overlap) for d in docs]
-    texts = [c.text for chunks in chunk_lists for c in chunks]
+    if cfg.headers:
+        chunk_lists = [
+            [with_header(d, c) for c in chunks] for d, chunks in zip(docs, chunk_lists, strict=True)
+        ]
+    texts = [embedded_text(c) for chunks in chunk_lists for c in chunks]
     vectors = embed_texts(index.embedder, texts, progress=on_embedded)
     sources = [d.source for d in docs]
     index.store.forget_sources(sources)

@@ -20,9 +20,11 @@ from lmfoundry.serve import handlers
 from lmfoundry.serve.batches import BatchService
 from lmfoundry.serve.capture import UnknownExchangeError
 from lmfoundry.serve.errors import APIError, from_validation_errors, not_found
+from lmfoundry.serve.guardrail_middleware import GuardrailMiddleware
 from lmfoundry.serve.metrics import ServerMetrics
 from lmfoundry.serve.middleware import APIKeyMiddleware, BodyLimitMiddleware, CountingMiddleware
 from lmfoundry.serve.ollama_routes import add_ollama_routes
+from lmfoundry.serve.rollout_routes import install_rollout
 from lmfoundry.serve.schema import (
     AdapterRequest,
     BatchCreateRequest,
@@ -32,6 +34,10 @@ from lmfoundry.serve.schema import (
     FeedbackRequest,
 )
 from lmfoundry.serve.service import ServeOptions
+from lmfoundry.serve.stats import summarise
+from lmfoundry.serve.tracing import add_tracing
+from lmfoundry.studio.api import mount_studio
+from lmfoundry.studio.config import StudioConfig
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -40,6 +46,8 @@ if TYPE_CHECKING:
 
     from lmfoundry.serve.batches import BatchService
     from lmfoundry.serve.files import FileStore
+    from lmfoundry.serve.guardrails import Guardrails
+    from lmfoundry.serve.rollout_spec import RolloutSpec
     from lmfoundry.serve.service import ServedModel
 
 log = logging.getLogger("lmfoundry.serve")
@@ -53,11 +61,20 @@ def create_app(
     capture: Any = None,
     close_on_shutdown: bool = False,
     batch_dir: "str | Path | None" = None,
+    rollout: "RolloutSpec | None" = None,
+    canary_judge: Any = None,
+    tracer_provider: Any = None,
+    studio: StudioConfig | None = None,
+    guardrails: "Guardrails | None" = None,
 ) -> "FastAPI":
     """Build the app around a served model. `close_on_shutdown` stops its scheduler with the app.
 
     With `batch_dir`, `/v1/files` and `/v1/batches` are served and a background worker runs batch
-    jobs while the app runs (resuming unfinished ones found in that directory)."""
+    jobs while the app runs (resuming unfinished ones found in that directory). `rollout` splits the
+    served model's requests between variants (serve/rollout.py; `canary_judge(input, answer) -> score`
+    is its judge hook); `tracer_provider` (an OpenTelemetry SDK provider) traces every request.
+    The studio web UI is mounted at `/ui` (`studio=StudioConfig(enabled=False)` leaves it out).
+    `guardrails` (serve/guardrails.py) checks the completion endpoints' requests and replies."""
     from contextlib import asynccontextmanager
 
     from anyio import CapacityLimiter
@@ -92,13 +109,29 @@ def create_app(
     _add_openai_routes(app, state)
     _add_admin_routes(app, state)
     _add_batch_routes(app, batches)
+    mount_studio(app, studio or StudioConfig(), lambda: _live_stats(state))
+    install_rollout(app, state, rollout, mutable=bool(api_keys), judge=canary_judge)
+    if guardrails is not None:  # inside the key check and body limit: sees only accepted requests
+        app.add_middleware(GuardrailMiddleware, guardrails=guardrails)
     app.add_middleware(
         BodyLimitMiddleware, limit=options.max_body_bytes, path_limits={"/v1/files": options.max_file_bytes}
     )
     app.add_middleware(APIKeyMiddleware, keys=list(api_keys or []))
     app.add_middleware(CountingMiddleware, count=metrics.count)
     add_ollama_routes(app, state)  # last: its error middleware wraps the others (docs/deploy.md)
+    add_tracing(app, tracer_provider)  # outermost: a span times everything
     return app
+
+
+def _live_stats(state: handlers.ServerState) -> dict[str, Any]:
+    """The studio dashboard's numbers: `lmf serve stats` rows from this app's own metrics, queue depth."""
+    payload, _ = state.metrics.render()
+    scheduler = state.served.scheduler
+    return {
+        "rows": summarise(payload.decode()),
+        "queue_depth": len(scheduler.waiting),
+        "active": scheduler.active(),
+    }
 
 
 def _batch_service(batch_dir: "str | Path | None", state: handlers.ServerState) -> "BatchService | None":

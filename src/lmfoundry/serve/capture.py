@@ -175,7 +175,8 @@ class CaptureStore:
             )
 
 
-def _conversation(endpoint: str, request: dict[str, Any]) -> list[dict[str, str]] | None:
+def exchange_conversation(endpoint: str, request: dict[str, Any]) -> list[dict[str, str]] | None:
+    """The request as chat turns (a completion's prompt is one user turn); None for a batch of prompts."""
     if endpoint == "chat":
         out = []
         for m in request["messages"]:
@@ -188,8 +189,15 @@ def _conversation(endpoint: str, request: dict[str, Any]) -> list[dict[str, str]
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else None
 
 
-def _reply(endpoint: str, choice: dict[str, Any]) -> str:
-    return str(choice["message"]["content"] if endpoint == "chat" else choice["text"])
+def reply_text(endpoint: str, choice: dict[str, Any]) -> str:
+    content = choice["message"]["content"] if endpoint == "chat" else choice["text"]
+    return "" if content is None else str(content)
+
+
+def prompt_text(conversation: list[dict[str, str]]) -> str:
+    """What the user asked: the last user turn (the last turn of any role when there is none)."""
+    users = [m["content"] for m in conversation if m["role"] == "user"]
+    return users[-1] if users else conversation[-1]["content"]
 
 
 def export_records(store: CaptureStore, fmt: str) -> Iterator[dict[str, Any]]:
@@ -197,26 +205,25 @@ def export_records(store: CaptureStore, fmt: str) -> Iterator[dict[str, Any]]:
     if fmt not in EXPORT_FORMATS:
         raise InvalidInputError(f"unknown export format {fmt!r} (choose from {', '.join(EXPORT_FORMATS)})")
     for exchange_id, endpoint, request, response, ratings in store.exchanges():
-        conversation = _conversation(endpoint, request)
+        conversation = exchange_conversation(endpoint, request)
         choices = response.get("choices", [])
         if conversation is None or not choices:
             continue
         if fmt == "sft":
-            reply = _reply(endpoint, choices[0])
+            reply = reply_text(endpoint, choices[0])
             if reply.strip():
                 yield {"messages": [*conversation, {"role": "assistant", "content": reply}]}
         elif fmt == "eval":
-            users = [m["content"] for m in conversation if m["role"] == "user"]
             yield {
                 "id": exchange_id,
-                "input": users[-1] if users else conversation[-1]["content"],
-                "reference": _reply(endpoint, choices[0]),
+                "input": prompt_text(conversation),
+                "reference": reply_text(endpoint, choices[0]),
             }
         elif len(ratings) >= 2 and max(ratings.values()) > min(ratings.values()):
             best = max(ratings, key=lambda i: ratings[i])
             worst = min(ratings, key=lambda i: ratings[i])
             yield {
                 "prompt": conversation,
-                "chosen": _reply(endpoint, choices[best]),
-                "rejected": _reply(endpoint, choices[worst]),
+                "chosen": reply_text(endpoint, choices[best]),
+                "rejected": reply_text(endpoint, choices[worst]),
             }

@@ -64,6 +64,8 @@ class ServerState:
     created: int = field(default_factory=fmt.now)
     capture: Any = None
     """Optional request/response recorder with `.record(endpoint, request, response, ...)`."""
+    rollout: Any = None
+    """The live `serve.rollout.Rollout` (variants for requests naming the served model), or None."""
     _embedder: Any = None
     _embedder_lock: threading.Lock = field(default_factory=threading.Lock)
     _templates: dict[str, PromptRef] = field(default_factory=dict)
@@ -121,7 +123,7 @@ def resolve_model(state: ServerState, model: str) -> str | None:
     """The adapter a `model` field selects (None = the base model); 404 for anything unknown."""
     base = state.served.name
     if model == base:
-        return None
+        return state.rollout.route(state.served) if state.rollout is not None else None
     if model.startswith(base + ":"):
         adapter = model[len(base) + 1 :]
         validate_name(adapter)
@@ -435,8 +437,13 @@ async def _stream(
 
 
 def _capture(state: ServerState, endpoint: str, request: Any, response: dict[str, Any]) -> None:
+    rollout = state.rollout
+    if rollout is not None and rollout.in_shadow():
+        return  # a shadow answer is stored with its pair, never as served traffic
     if state.capture is not None:
         state.capture.record(endpoint, request.model_dump(exclude_none=True), response)
+    if rollout is not None:
+        rollout.after_response(state, endpoint, request, response)
 
 
 def list_models(state: ServerState) -> dict[str, Any]:

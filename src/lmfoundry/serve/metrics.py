@@ -4,7 +4,9 @@ tests, never share counters). Latency and token histograms are labelled by model
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ class ServerMetrics:
             queue_depth
         )
         Gauge("lmf_active_sequences", "sequences being decoded", registry=self.registry).set_function(active)
+        add_process_metrics(self.registry)
 
     def observe_generation(
         self, model: str, adapter: str | None, handle: Handle, prompt_tokens: int, completion_tokens: int
@@ -47,7 +50,9 @@ class ServerMetrics:
         """Record one finished generation's timings (taken by the scheduler) and token counts."""
         labels = {"model": model, "adapter": adapter or NO_ADAPTER}
         h = self.histograms
-        end = handle.finished_at or handle.submitted_at
+        # A stream can end on its last token before the scheduler thread marks the handle finished:
+        # then now is the end (the submit time would record e2e ~0 and a negative TPOT).
+        end = handle.finished_at or time.perf_counter()
         if handle.started_at is not None:
             h["lmf_queue_seconds"].labels(**labels).observe(handle.started_at - handle.submitted_at)
         if handle.first_token_at is not None:
@@ -66,3 +71,38 @@ class ServerMetrics:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def add_process_metrics(registry: Any, platform: str = sys.platform) -> None:
+    """The server process's CPU time and memory (`process_cpu_seconds_total`,
+    `process_resident_memory_bytes`, ...): prometheus_client's collector reads /proc on Linux;
+    elsewhere psutil gives the same names, so one dashboard fits both."""
+    from prometheus_client import ProcessCollector
+
+    if platform.startswith("linux"):
+        ProcessCollector(registry=registry)
+    else:
+        registry.register(PsutilProcessCollector())
+
+
+class PsutilProcessCollector:
+    """The main process metrics of prometheus_client's Linux collector, measured with psutil."""
+
+    def collect(self) -> Iterator[Any]:
+        import psutil
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        process = psutil.Process()
+        with process.oneshot():
+            times, memory = process.cpu_times(), process.memory_info()
+            started = process.create_time()
+        yield CounterMetricFamily(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds.",
+            times.user + times.system,
+        )
+        yield GaugeMetricFamily("process_resident_memory_bytes", "Resident memory size in bytes.", memory.rss)
+        yield GaugeMetricFamily("process_virtual_memory_bytes", "Virtual memory size in bytes.", memory.vms)
+        yield GaugeMetricFamily(
+            "process_start_time_seconds", "Start time of the process since unix epoch in seconds.", started
+        )

@@ -21,7 +21,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/ui", "/ui/"})
+OPEN_PREFIXES = ("/ui/static/",)  # the studio's page shell: no data; its /ui/api calls need a key
 
 
 def load_api_keys(keys: Iterable[str] = (), keys_file: str | Path | None = None) -> list[str]:
@@ -48,6 +49,10 @@ async def send_error(send: Send, error: APIError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", []):
         if key.lower() == name:
@@ -71,7 +76,7 @@ class APIKeyMiddleware:
         return any(hmac.compare_digest(given, key) for key in self.keys)  # constant time
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS or self._allowed(scope):
+        if scope["type"] != "http" or not self.keys or _open(scope["path"]) or self._allowed(scope):
             await self.app(scope, receive, send)
             return
         await send_error(
@@ -114,7 +119,7 @@ class BodyLimitMiddleware:
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                await self.app(scope, _replay([message]), send)
+                await self.app(scope, replay_body([message]), send)
                 return
             chunks.append(message.get("body", b""))
             seen += len(chunks[-1])
@@ -124,12 +129,12 @@ class BodyLimitMiddleware:
                 return
         await self.app(
             scope,
-            _replay([{"type": "http.request", "body": b"".join(chunks), "more_body": False}], receive),
+            replay_body([{"type": "http.request", "body": b"".join(chunks), "more_body": False}], receive),
             send,
         )
 
 
-def _replay(messages: list[dict[str, Any]], then: Receive | None = None) -> Receive:
+def replay_body(messages: list[dict[str, Any]], then: Receive | None = None) -> Receive:
     """A `receive` that returns `messages` first, then defers to `then` (disconnect notices)."""
     pending = list(messages)
 
@@ -173,6 +178,7 @@ KNOWN_ENDPOINTS = (
     "/v1/embeddings",
     "/v1/models",
     "/v1/adapters",
+    "/v1/rollout",
     "/v1/files",
     "/v1/batches",
     "/metrics",

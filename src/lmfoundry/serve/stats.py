@@ -80,7 +80,8 @@ def parse_histograms(text: str) -> dict[tuple[str, str, str], dict[str, Any]]:
 def summarise(text: str) -> list[dict[str, Any]]:
     """One row per (model, adapter): request count, latency quantiles (seconds), mean token counts."""
     histograms = parse_histograms(text)
-    groups = sorted({(model, adapter) for (_, model, adapter) in histograms})
+    per_model = LATENCIES + TOKENS  # other histograms (per rollout variant) have no model/adapter labels
+    groups = sorted({(model, adapter) for (name, model, adapter) in histograms if name in per_model})
     rows = []
     for model, adapter in groups:
         row: dict[str, Any] = {"model": model, "adapter": adapter}

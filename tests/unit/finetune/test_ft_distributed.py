@@ -49,18 +49,42 @@ def _equal_length_records(tokenizer_dir: Path, path: Path) -> Path:
     return path
 
 
-def _config_file(ft_config: Callable[..., dict[str, Any]], data: Path, out: Path, batch: int) -> Path:
-    config = ft_config(
+def _config_file(model: Path, data: Path, out: Path, batch: int) -> Path:
+    config = {
+        "model": {"name": str(model)},
         # 5 validation examples: the processes' shares differ (3 and 2), which must not hang the run
-        data={"path": str(data), "template": "plain", "validation_fraction": 0.25},
-        method={"name": "lora", "options": {"lora_dropout": 0.0}},
-        training={"batch_size": batch, "max_steps": 3, "eval_every": 2, "save_every": 0, "threads": 1},
-        output_dir=str(out / "run"),
-    )
+        "data": {
+            "path": str(data),
+            "template": "plain",
+            "max_length": 64,
+            "eval_limit": 8,
+            "validation_fraction": 0.25,
+        },
+        "method": {"name": "lora", "options": {"lora_dropout": 0.0}},
+        "training": {
+            "batch_size": batch,
+            "max_steps": 3,
+            "eval_every": 2,
+            "save_every": 0,
+            "threads": 1,
+            "lr": 1e-2,
+        },
+        "output_dir": str(out / "run"),
+    }
     finetune_config_from_dict(config)  # valid as written
     path = out / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="module")
+def single_run(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the training data, the run folder) of 1 process x batch 4, which the launched runs match."""
+    root = tmp_path_factory.mktemp("single")
+    data = _equal_length_records(tiny_llama_dir, root / "train.jsonl")
+    single = _lmf_finetune(_config_file(tiny_llama_dir, data, root, batch=4), 1, root)
+    assert single.returncode == 0, single.stderr[-3000:]
+    return data, root / "run"
 
 
 _RANK_SCRIPT = """
@@ -74,10 +98,12 @@ sys.exit(main(sys.argv[4:]))
 """
 
 
-def _lmf_finetune(config: Path, world: int, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _lmf_finetune(
+    config: Path, world: int, tmp_path: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`lmf finetune --json` as one process, or as `world` ranks of one process group."""
     args = ["finetune", str(config), "--json", "--no-track"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **(extra_env or {})}
     if world == 1:
         command = [sys.executable, "-m", "lmfoundry.cli.main", *args]
         return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
@@ -107,17 +133,14 @@ def _weights(run: Path) -> dict[str, Any]:
 
 @pytest.mark.skipif(shutil.which("true") is None, reason="needs a POSIX system")
 def test_two_processes_train_like_one_with_twice_the_batch(
-    ft_config: Callable[..., dict[str, Any]], tiny_llama_dir: Path, tmp_path: Path
+    single_run: tuple[Path, Path], tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
     import torch
 
-    data = _equal_length_records(tiny_llama_dir, tmp_path / "train.jsonl")
-    single_dir, ddp_dir = tmp_path / "single", tmp_path / "ddp"
-    single_dir.mkdir()
+    data, single = single_run
+    ddp_dir = tmp_path / "ddp"
     ddp_dir.mkdir()
-    single = _lmf_finetune(_config_file(ft_config, data, single_dir, batch=4), 1, tmp_path)
-    assert single.returncode == 0, single.stderr[-3000:]
-    ddp = _lmf_finetune(_config_file(ft_config, data, ddp_dir, batch=2), 2, tmp_path)
+    ddp = _lmf_finetune(_config_file(tiny_llama_dir, data, ddp_dir, batch=2), 2, tmp_path)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
 
     # only the main process reports and writes the run folder
@@ -126,17 +149,57 @@ def test_two_processes_train_like_one_with_twice_the_batch(
     assert summary["processes"] == 2 and summary["steps"] == 3, ddp.stderr[-3000:]
     assert len([r for r in reports if "processes" in r]) <= 1
 
-    expected = json.loads((single_dir / "run" / "summary.json").read_text())
+    expected = json.loads((single / "summary.json").read_text())
     assert summary["tokens"] == expected["tokens"]
     assert expected["data"]["eval"]["n_examples"] == 5
     assert summary["final_step_loss"] == pytest.approx(expected["final_step_loss"], abs=1e-5)
     assert summary["eval_loss"] == pytest.approx(expected["eval_loss"], abs=1e-5)
-    ours, theirs = _weights(ddp_dir / "run"), _weights(single_dir / "run")
+    ours, theirs = _weights(ddp_dir / "run"), _weights(single)
     assert ours.keys() == theirs.keys()
     for name in ours:
         torch.testing.assert_close(ours[name], theirs[name], atol=1e-5, rtol=1e-4)
     # and the training did move the adapter (B starts at zero)
     assert any(float(t.abs().max()) > 0 for n, t in ours.items() if "lora_B" in n)
+
+
+@pytest.mark.skipif(shutil.which("true") is None, reason="needs a POSIX system")
+def test_fsdp_two_processes_match_one_and_save_a_gathered_adapter(
+    single_run: tuple[Path, Path], tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    """FSDP2 (what `accelerate launch` with an FSDP config asks for via ACCELERATE_USE_FSDP): each
+    process holds half of every LoRA matrix, and the saved adapter is the gathered whole."""
+    import torch
+
+    from lmfoundry.finetune.train.artifacts import load_tuned
+
+    data, single = single_run
+    fsdp_dir = tmp_path / "fsdp"
+    fsdp_dir.mkdir()
+    env = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}
+    fsdp = _lmf_finetune(_config_file(tiny_llama_dir, data, fsdp_dir, batch=2), 2, tmp_path, env)
+    assert fsdp.returncode == 0, fsdp.stderr[-3000:]
+    assert "Warning" not in fsdp.stderr, fsdp.stderr[-3000:]
+
+    summary = json.loads((fsdp_dir / "run" / "summary.json").read_text())
+    expected = json.loads((single / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["tokens"] == expected["tokens"]
+    assert summary["final_step_loss"] == pytest.approx(expected["final_step_loss"], abs=1e-5)
+    assert summary["eval_loss"] == pytest.approx(expected["eval_loss"], abs=1e-5)
+    assert not (fsdp_dir / "run" / "checkpoint").exists()  # shards are not resumable checkpoints
+    ours, theirs = _weights(fsdp_dir / "run"), _weights(single)
+    assert ours.keys() == theirs.keys()
+    for name in ours:  # whole matrices (rank 8 x width), not one process's half
+        assert ours[name].shape == theirs[name].shape, name
+        torch.testing.assert_close(ours[name], theirs[name], atol=1e-5, rtol=1e-4)
+
+    # the saved adapter reloads to the single-process model's outputs
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+    logits = []
+    for run in (fsdp_dir / "run", single):
+        model, _, _ = load_tuned(run)
+        with torch.no_grad():
+            logits.append(model(input_ids=ids).logits)
+    torch.testing.assert_close(logits[0], logits[1], atol=1e-4, rtol=1e-4)
 
 
 def test_single_process_has_no_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:

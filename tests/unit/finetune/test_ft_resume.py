@@ -11,20 +11,7 @@ import pytest
 
 from lmfoundry.errors import LmfError
 from lmfoundry.finetune.config import finetune_config_from_dict
-
-
-class InterruptAt:
-    """Raises KeyboardInterrupt after step `step`, as Ctrl-C would."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step(self, state: Any, record: dict[str, Any]) -> None:
-        if state.step == self.step:
-            raise KeyboardInterrupt
-
-    def on_eval(self, state: Any, record: dict[str, Any]) -> None:
-        pass
+from support.interrupt import InterruptAt
 
 
 def _train_losses(run_dir: Path) -> list[float]:

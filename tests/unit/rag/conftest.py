@@ -106,3 +106,29 @@ def pyref_home(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Path:
         report = index_paths(["builtin:python-reference"], "pyref", progress=False)
         print(f"indexed {report.chunks_written} chunks in {time.perf_counter() - started:.1f}s")
     return home
+
+
+LONG_DOCS = {
+    "cats.md": "# Cats\n\n## Sleep\n\nA cat sleeps for most of the day, often twelve to sixteen hours, and hunts at "
+    "dawn and dusk. Kittens sleep even longer while they grow, and an old cat naps in warm sunny places "
+    "near a window.\n",
+    "paris.md": "# Paris\n\n## Geography\n\nParis is the capital of France and lies on the river Seine in "
+    "the north of the country. The city has twenty districts arranged in a spiral, and many bridges cross "
+    "the river between its banks.\n",
+    "banks.txt": "A bank keeps the money of its customers safe, pays interest on savings accounts and lends "
+    "money to people and companies who repay the loan over several years with interest added to each "
+    "monthly payment.\n",
+    "weather.txt": "The weather forecast says rain in the morning and sunny spells in the afternoon, with "
+    "a light wind from the west and temperatures rising to eighteen degrees before clouds return in the "
+    "evening over the hills.\n",
+}
+
+
+@pytest.fixture
+def long_corpus_dir(tmp_path: Path) -> Path:
+    """Four documents of 30+ words each (enough for test-set generation and embedder tuning)."""
+    root = tmp_path / "long"
+    root.mkdir()
+    for name, text in LONG_DOCS.items():
+        (root / name).write_text(text, encoding="utf-8")
+    return root

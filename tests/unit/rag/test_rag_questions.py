@@ -145,3 +145,15 @@ def test_hybrid_recall_on_the_question_set(pyref_home: Path, monkeypatch: pytest
     finally:
         index.close()
     assert hit_rate(ranks, 5) >= 0.8, ranks  # measured 0.853 (docs/benchmarks-rag.md)
+
+
+def test_load_questions_accepts_testset_rows(tmp_path: Path) -> None:
+    """`lmf rag testset` output on the built-in corpus feeds the benchmark (retrieval only)."""
+    path = tmp_path / "generated.jsonl"
+    row = {"question": "What does assert do?", "source": "python-reference:assert", "chunk_id": "c"}
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    [q] = load_questions(path)
+    assert (q.topic, q.answer_keywords) == ("assert", ())
+    path.write_text(json.dumps({**row, "source": "elsewhere.md"}) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="or a `lmf rag testset` row"):
+        load_questions(path)

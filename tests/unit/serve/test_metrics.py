@@ -97,3 +97,28 @@ def test_stats_on_an_unreachable_url_is_a_clean_error(capsys: Any) -> None:
     assert main(["serve", "stats", "--url", "http://127.0.0.1:9"]) == 1
     assert "cannot reach" in capsys.readouterr().err
     assert main(["serve", "stats", "--url", "ftp://x"]) == 1
+
+
+def test_a_stream_observed_before_its_handle_finishes_keeps_real_timings() -> None:
+    """The HTTP side can record a stream that ended on its last token before the scheduler thread
+    calls `finish()`: e2e must still span the generation, and TPOT must not go negative."""
+    import time
+
+    from lmfoundry.serve.metrics import ServerMetrics
+    from lmfoundry.serve.scheduler import Handle
+    from lmfoundry.types import SamplingParams
+
+    metrics = ServerMetrics(queue_depth=lambda: 0, active=lambda: 0)
+    handle = Handle([1, 2, 3], SamplingParams(max_new_tokens=4), None, None)
+    handle.started_at = handle.submitted_at
+    for token in (5, 6):
+        handle.push(token)
+    time.sleep(0.03)
+    handle.push(7, last=True)
+    assert handle.finished_at is None
+    metrics.observe_generation("m", None, handle, prompt_tokens=3, completion_tokens=3)
+    parsed = parse_histograms(metrics.render()[0].decode())
+    e2e = parsed[("lmf_e2e_seconds", "m", "none")]
+    tpot = parsed[("lmf_tpot_seconds", "m", "none")]
+    assert e2e["sum"] >= 0.03
+    assert tpot["sum"] > 0

@@ -42,17 +42,22 @@ class ArtifactInfo:
         return self.method == "full"
 
 
-def save_artifact(model: Any, tokenizer: Any, run_dir: Path, info: ArtifactInfo) -> Path:
-    """Write the trained adapter (or full model) into the run folder atomically."""
+def save_artifact(
+    model: Any, tokenizer: Any, run_dir: Path, info: ArtifactInfo, state_dict: dict[str, Any] | None = None
+) -> Path:
+    """Write the trained adapter (or full model) into the run folder atomically.
+
+    `state_dict`: the model's full, gathered state under FSDP (`Ranks.full_state_dict`), whose
+    own parameters are shards; None otherwise (the model's tensors are saved)."""
     target = run_dir / (MODEL_DIR if info.is_full else ADAPTER_DIR)
     if not info.is_full:
         for config in model.peft_config.values():
             config.base_model_name_or_path = info.base_model
     with atomic_dir(target) as tmp, quiet_loading():
         if info.is_full:
-            model.save_pretrained(tmp)
+            model.save_pretrained(tmp, state_dict=state_dict)
         else:
-            model.save_pretrained(tmp, save_embedding_layers=_saves_embeddings(model))
+            model.save_pretrained(tmp, state_dict=state_dict, save_embedding_layers=_saves_embeddings(model))
         tokenizer.save_pretrained(tmp)
         atomic_write_text(tmp / INFO_FILE, json.dumps(info.__dict__, indent=2))
     return target

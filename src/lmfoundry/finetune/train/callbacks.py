@@ -97,11 +97,23 @@ class StageProgress:
 
 
 class ProgressBar:
-    """The sft loop's callback on a `StageProgress`: current loss, eval loss, tokens/s."""
+    """The loop's callback on a `StageProgress`: current loss, eval loss, tokens/s (and MFU when
+    `flops_per_token` (6·N) and the machine's `peak_flops` are given: the pretraining stages)."""
 
-    def __init__(self, total: int, completed: int = 0, enabled: bool = True) -> None:
-        self.display = StageProgress("finetune", total, completed, enabled)
+    def __init__(
+        self,
+        total: int,
+        completed: int = 0,
+        enabled: bool = True,
+        *,
+        label: str = "finetune",
+        flops_per_token: float = 0.0,
+        peak_flops: float = 0.0,
+    ) -> None:
+        self.display = StageProgress(label, total, completed, enabled)
         self.loss, self.eval, self.tps = "-", "-", "-"
+        self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
+        self.mfu = ""
 
     def __enter__(self) -> ProgressBar:
         self.display.__enter__()
@@ -111,11 +123,14 @@ class ProgressBar:
         self.display.__exit__(*exc)
 
     def _show(self, step: int) -> None:
-        self.display.update(step, f"loss {self.loss}  eval {self.eval}  {self.tps} tok/s")
+        self.display.update(step, f"loss {self.loss}  eval {self.eval}  {self.tps} tok/s{self.mfu}")
 
     def on_step(self, state: TrainState, record: dict[str, Any]) -> None:
         self.loss = f"{record['loss']:.4f}"
-        self.tps = f"{state.tokens / state.train_seconds:.0f}" if state.train_seconds else "-"
+        rate = state.tokens / state.train_seconds if state.train_seconds else 0.0
+        self.tps = f"{rate:.0f}" if rate else "-"
+        if self.flops_per_token and self.peak_flops and rate:
+            self.mfu = f"  mfu {100 * rate * self.flops_per_token / self.peak_flops:.1f}%"
         self._show(state.step)
 
     def on_eval(self, state: TrainState, record: dict[str, Any]) -> None:

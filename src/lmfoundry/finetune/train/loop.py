@@ -156,6 +156,7 @@ def make_loop(
         raise LmfError("no training examples")
     ranks = ranks or Ranks()
     total = total_steps(len(train), config, ranks.world)
+    ranks.shard(model)
     forward_model, optimizer = ranks.prepare(model, make_optimizer(model, config))
     scheduler = make_scheduler(optimizer, config, total)
     return Loop(
@@ -218,33 +219,64 @@ def autocast(precision: str) -> Any:
 
 
 def eval_loss_sums(
-    model: Any, examples: Sequence[Example], batch_size: int, pad_id: int, chunk: int, precision: str = "fp32"
+    model: Any,
+    examples: Sequence[Example],
+    batch_size: int,
+    pad_id: int,
+    chunk: int,
+    precision: str = "fp32",
+    *,
+    batches: int = 0,
+    filler: Example | None = None,
 ) -> tuple[float, int]:
-    """(summed cross-entropy, target tokens) over `examples`: sums add up across processes."""
+    """(summed cross-entropy, target tokens) over `examples`: sums add up across processes.
+
+    `batches`: run at least this many forward passes, the extra ones on `filler` and not counted
+    (under FSDP every forward is a collective, so all processes must run as many).
+    """
     import torch
 
     model.eval()
     total, count = 0.0, 0
+    n_batches = max(math.ceil(len(examples) / batch_size), batches)
     with torch.no_grad():
-        for start in range(0, len(examples), batch_size):
-            batch = on_device_of(model, collate(examples[start : start + batch_size], pad_id))
+        for start in range(0, n_batches * batch_size, batch_size):
+            part = list(examples[start : start + batch_size])
+            batch = on_device_of(model, collate(part or [filler or {"input_ids": [pad_id, pad_id]}], pad_id))
             with autocast(precision):
                 loss, n = chunked_loss(model, batch, chunk)
-            total, count = total + float(loss) * n, count + n
+            if part:
+                total, count = total + float(loss) * n, count + n
     return total, count
+
+
+def shared_eval_loss(loop: Loop, examples: Sequence[Example]) -> float | None:
+    """Mean held-out loss of `examples`, each process evaluating every world-th one."""
+    cfg, ranks = loop.config, loop.ranks
+    share = examples[ranks.rank :: ranks.world]
+    # the bare model (DDP shares its parameter tensors), not the wrapper: a DDP forward may
+    # broadcast buffers, a collective, and the shares can differ in batch count; under FSDP
+    # forwards are collectives, so every process runs the largest share's batch count
+    batches = math.ceil(math.ceil(len(examples) / ranks.world) / cfg.batch_size) if ranks.sharded else 0
+    filler = examples[0] if len(examples) else None
+    total, count = eval_loss_sums(
+        loop.model,
+        share,
+        cfg.batch_size,
+        loop.pad_id,
+        cfg.loss_chunk,
+        cfg.precision,
+        batches=batches,
+        filler=filler,
+    )
+    total, count = ranks.total(total), int(ranks.total(count))
+    return total / count if count else None
 
 
 def run_eval(loop: Loop) -> None:
     """Measure the eval loss (each process a share of the set) and update early stopping."""
-    cfg, state, ranks = loop.config, loop.state, loop.ranks
-    share = loop.eval[ranks.rank :: ranks.world]
-    # the bare model (DDP shares its parameter tensors), not the wrapper: a DDP forward may
-    # broadcast buffers, a collective, and the shares can differ in batch count
-    total, count = eval_loss_sums(
-        loop.model, share, cfg.batch_size, loop.pad_id, cfg.loss_chunk, cfg.precision
-    )
-    total, count = ranks.total(total), int(ranks.total(count))
-    loss = total / count if count else None
+    cfg, state = loop.config, loop.state
+    loss = shared_eval_loss(loop, loop.eval)
     state.eval_loss, state.eval_step = loss, state.step
     if state.step == 0:
         state.initial_eval_loss = loss
@@ -307,8 +339,11 @@ def fit(loop: Loop, checkpoint_dir: Path | None = None) -> TrainState:
 
 
 def _save_on_main(loop: Loop, folder: Path, rng_state: torch.Tensor | None = None) -> None:
-    """Checkpoint from the main process only: the trainable tensors are equal on every process."""
-    if loop.ranks.is_main:
+    """Checkpoint from the main process only: the trainable tensors are equal on every process.
+
+    Under FSDP no checkpoint is written: each process holds a shard of the weights and of the
+    optimizer state (the final artifact is gathered; see `Ranks.full_state_dict`)."""
+    if loop.ranks.is_main and not loop.ranks.sharded:
         save_checkpoint(loop, folder, rng_state=rng_state)
 
 
@@ -342,6 +377,8 @@ def load_checkpoint(loop: Loop, folder: Path) -> TrainState:
     """Restore tensors, optimizer, scheduler, RNG and progress saved by `save_checkpoint`."""
     import torch
 
+    if loop.ranks.sharded:
+        raise LmfError("--resume is not supported under FSDP (no resumable checkpoint is written there)")
     if not (folder / "state.pt").is_file():
         raise LmfError(f"no checkpoint to resume in {folder}")
     saved = torch.load(folder / "state.pt", weights_only=False)

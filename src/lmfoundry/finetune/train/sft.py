@@ -128,12 +128,13 @@ def run_sft(job: StageJob) -> dict[str, Any]:
             loop.callbacks = [MetricsFile(run_dir / METRICS_FILE), bar, *job.callbacks]
         state = train_loop.fit(loop, checkpoint)
     ranks.wait()
+    full_state = ranks.full_state_dict(model)  # FSDP: gathered from every process's shard
     job.model, job.tokenizer, job.is_main = model.eval(), tokenizer, ranks.is_main
     if not ranks.is_main:
         return {"process_index": ranks.rank, "steps": state.step}
     quant = asdict(config.method.quant) if config.method.name == "qlora" else {}
     info = ArtifactInfo(config.model.name, config.method.name, quant, template=config.data.template)
-    artifact = save_artifact(model, tokenizer, run_dir, info)
+    artifact = save_artifact(model, tokenizer, run_dir, info, full_state)
     return {
         **_loop_summary(state, ranks.world),
         **_run_facts(config, model, run_dir),
