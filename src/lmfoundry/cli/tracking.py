@@ -48,8 +48,12 @@ def track_cli_run(
     artifacts: Iterable[str | Path] = (),
     *,
     run_name: str | None = None,
+    run_id: str | None = None,
 ) -> str | None:
     """Log the run (see `lmfoundry.track.runs.log_run`) and print its id on stderr.
+
+    `run_id` is a run started earlier (`lmf finetune` streams step metrics into it); the final
+    numbers go into it and it ends.
 
     Returns the MLflow run id, or None when tracking is off, mlflow is missing, or logging failed.
     """
@@ -61,7 +65,9 @@ def track_cli_run(
         return None
 
     try:
-        run_id = log_run(kind, params, metrics, artifacts, run_name=run_name, tags={"lmf.source": "cli"})
+        run_id = log_run(
+            kind, params, metrics, artifacts, run_name=run_name, tags={"lmf.source": "cli"}, run_id=run_id
+        )
     except Exception as err:  # the results are saved already; a broken tracker must not hide them
         _say(f"warning: run not tracked in {tracking_uri()}: {type(err).__name__}: {err} "
              "(results are saved; pass --no-track to skip tracking)")  # fmt: skip

@@ -96,6 +96,42 @@ def numeric_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
     }
 
 
+def _check_kind(kind: str) -> None:
+    if not kind or not kind.replace("-", "").isalnum():
+        raise InvalidInputError(f"run kind must be a simple name like 'finetune', got {kind!r}")
+
+
+def start_run(kind: str, *, run_name: str | None = None, tags: Mapping[str, str] | None = None) -> str:
+    """Create a RUNNING run of `kind` (experiment `lmf-<kind>`) and return its id.
+
+    For work that reports as it goes: `log_step_metrics` adds to it while it runs, and
+    `log_run(..., run_id=...)` logs the final numbers into it and ends it.
+    """
+    _check_kind(kind)
+    mlflow_client = client()
+    run = mlflow_client.create_run(
+        experiment_id(mlflow_client, kind), run_name=run_name, tags={"lmf.kind": kind, **(tags or {})}
+    )
+    return str(run.info.run_id)
+
+
+def log_step_metrics(run_id: str, metrics: Mapping[str, Any], step: int) -> None:
+    """Log the finite numbers of `metrics` at `step` of a running run (one request)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    values = numeric_metrics(metrics)
+    if values:
+        now = int(time.time() * 1000)
+        client().log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
+
+
+def end_run(run_id: str, status: str = "FINISHED") -> None:
+    """Mark a run ended: FINISHED, FAILED or KILLED (what MLflow shows as the run's status)."""
+    client().set_terminated(run_id, status=status)
+
+
 def log_run(
     kind: str,
     params: Mapping[str, Any],
@@ -105,26 +141,26 @@ def log_run(
     *,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    run_id: str | None = None,
 ) -> str:
     """Log one finished run of `kind` (experiment `lmf-<kind>`) and return its MLflow run id.
 
     `params` and `metrics` may be nested (keys are joined with dots); non-numeric metrics are
     skipped. `artifacts` are files or folders copied into the run; `resolved_config` is stored as
-    `resolved_config.yaml` so the run can be repeated exactly.
+    `resolved_config.yaml` so the run can be repeated exactly. With `run_id` (from `start_run`)
+    everything goes into that run instead of a new one; either way the run ends FINISHED, or
+    FAILED when logging fails.
     """
     import yaml
 
-    if not kind or not kind.replace("-", "").isalnum():
-        raise InvalidInputError(f"run kind must be a simple name like 'finetune', got {kind!r}")
+    _check_kind(kind)
     paths = [Path(a) for a in artifacts]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise InvalidInputError(f"artifacts to log do not exist: {', '.join(missing)}")
     mlflow_client = client()
-    run = mlflow_client.create_run(
-        experiment_id(mlflow_client, kind), run_name=run_name, tags={"lmf.kind": kind, **(tags or {})}
-    )
-    run_id = str(run.info.run_id)
+    if run_id is None:
+        run_id = start_run(kind, run_name=run_name, tags=tags)
     try:
         _log_values(mlflow_client, run_id, flatten(params), numeric_metrics(metrics))
         if resolved_config is not None:
