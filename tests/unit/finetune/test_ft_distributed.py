@@ -232,3 +232,21 @@ def test_ppo_refuses_a_launched_run(
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(LmfError, match="stage ppo runs in one process"):
         run_ppo(StageJob(config, tmp_path, progress=False))
+
+
+def test_resume_is_refused_under_fsdp_and_no_checkpoint_is_written(tmp_path: Path) -> None:
+    """Under FSDP each process holds a shard of the weights and the optimizer state: a checkpoint
+    from one process could not restore the run, so none is written and `--resume` says why."""
+    from types import SimpleNamespace
+
+    from lmfoundry.errors import LmfError
+    from lmfoundry.finetune.train import loop as train_loop
+
+    sharded = SimpleNamespace(ranks=Ranks(cpu_fsdp=True))
+    assert sharded.ranks.sharded and sharded.ranks.is_main
+    train_loop._save_on_main(sharded, tmp_path / "checkpoint")  # type: ignore[arg-type]
+    assert not (tmp_path / "checkpoint").exists()
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "state.pt").write_bytes(b"")
+    with pytest.raises(LmfError, match="--resume is not supported under FSDP"):
+        train_loop.load_checkpoint(sharded, tmp_path / "checkpoint")  # type: ignore[arg-type]
