@@ -250,3 +250,71 @@ def test_resume_is_refused_under_fsdp_and_no_checkpoint_is_written(tmp_path: Pat
     (tmp_path / "checkpoint" / "state.pt").write_bytes(b"")
     with pytest.raises(LmfError, match="--resume is not supported under FSDP"):
         train_loop.load_checkpoint(sharded, tmp_path / "checkpoint")  # type: ignore[arg-type]
+
+
+def _pretrain_config_file(out: Path, batch: int) -> Path:
+    """A tiny from-scratch run (BPE trained on 40 templated documents) at `batch` blocks a process."""
+    animals, verbs = ["cat", "dog", "bird", "fish", "horse", "mouse"], ["sees", "likes", "follows", "finds"]
+    docs = [
+        " ".join(
+            f"The {animals[(i + j) % 6]} {verbs[(i * j) % 4]} the {animals[(i + 2 * j) % 6]}."
+            for j in range(6)
+        )
+        for i in range(40)
+    ]
+    corpus = out / "docs.jsonl"
+    corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs), encoding="utf-8")
+    config = {
+        "stage": "pretrain",
+        "data": {"path": str(corpus), "max_length": 32, "validation_fraction": 0.2, "eval_limit": 6},
+        "pretrain": {
+            "vocab_size": 300,
+            "layers": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "heads": 4,
+            "kv_heads": 2,
+            "shard_tokens": 500,
+        },  # fmt: skip
+        "method": {"name": "full"},
+        "training": {
+            "max_steps": 3,
+            "lr": 1e-2,
+            "batch_size": batch,
+            "eval_every": 3,
+            "save_every": 0,
+            "warmup_steps": 1,
+            "threads": 1,
+        },  # fmt: skip
+        "output_dir": str(out / "run"),
+    }
+    finetune_config_from_dict(config)
+    path = out / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+@pytest.mark.skipif(shutil.which("true") is None, reason="needs a POSIX system")
+def test_fsdp_pretraining_matches_one_process_and_saves_the_whole_model(tmp_path: Path) -> None:
+    """`stage: pretrain` under FSDP2 (full weights, tied embeddings): the same losses as one process
+    with twice the batch, and `model/` holds every tensor whole, loadable like any model."""
+    import torch
+    from safetensors.torch import load_file
+
+    runs = {}
+    for name, world, batch, env in (("single", 1, 4, {}), ("fsdp", 2, 2, {"ACCELERATE_USE_FSDP": "true"})):
+        folder = tmp_path / name
+        folder.mkdir()
+        done = _lmf_finetune(_pretrain_config_file(folder, batch), world, folder, env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name] = folder / "run"
+    summary, expected = (json.loads((runs[n] / "summary.json").read_text()) for n in ("fsdp", "single"))
+    assert summary["processes"] == 2 and summary["tokens"] == expected["tokens"]
+    assert summary["eval_loss"] < summary["initial_eval_loss"]
+    assert summary["train_loss"] == pytest.approx(expected["train_loss"], abs=1e-5)
+    assert summary["eval_loss"] == pytest.approx(expected["eval_loss"], abs=1e-5)
+    ours, theirs = (load_file(str(runs[n] / "model" / "model.safetensors")) for n in ("fsdp", "single"))
+    assert set(theirs) <= set(ours)  # FSDP's gathered state may also carry the tied head's copy
+    for name in theirs:
+        assert ours[name].shape == theirs[name].shape, name
+        torch.testing.assert_close(ours[name], theirs[name], atol=1e-5, rtol=1e-4)
