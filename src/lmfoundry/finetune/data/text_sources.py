@@ -21,7 +21,6 @@ reused while it is unchanged.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lmfoundry.errors import InvalidInputError, LmfError
+from lmfoundry.fsutil import read_jsonl
 from lmfoundry.paths import lmf_home
 from lmfoundry.plugins import require
 
@@ -149,15 +149,8 @@ def _field(record: Any, key: str, where: str) -> str:
 
 
 def _jsonl(path: Path, key: str) -> Iterator[str]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(f"{path} line {number}: invalid JSON ({exc.msg})") from None
-            yield _field(record, key, f"{path} line {number}")
+    for number, record in read_jsonl(path, f"pretraining source not found: {path}"):
+        yield _field(record, key, f"{path} line {number}")
 
 
 def _parquet(path: Path, key: str) -> Iterator[str]:
