@@ -158,18 +158,23 @@ class CountingMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500
-
-        async def recording_send(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        recorder = StatusRecorder(send)
         try:
-            await self.app(scope, receive, recording_send)
+            await self.app(scope, receive, recorder)
         finally:
-            self.count(endpoint_label(scope["path"]), status)
+            self.count(endpoint_label(scope["path"]), recorder.status)
+
+
+class StatusRecorder:
+    """A `send` that passes messages on and keeps the response status (500 until one starts)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send, self.status = send, 500
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+        await self.send(message)
 
 
 KNOWN_ENDPOINTS = (

@@ -17,7 +17,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from lmfoundry.plugins import require
-from lmfoundry.serve.middleware import endpoint_label
+from lmfoundry.serve.middleware import StatusRecorder, endpoint_label
 from lmfoundry.serve.rollout import CURRENT_ROUTE
 
 if TYPE_CHECKING:
@@ -64,26 +64,19 @@ class TracingMiddleware:
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
         method, path = scope.get("method", "GET"), scope["path"]
-        status = 500
-
-        async def recording_send(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        recorder = StatusRecorder(send)
         with self.tracer.start_as_current_span(f"{method} {path}", kind=SpanKind.SERVER) as span:
             span.set_attribute("http.request.method", method)
             span.set_attribute("url.path", path)
             span.set_attribute("lmf.endpoint", endpoint_label(path))
             route = _RouteProbe()
             try:
-                await self.app(scope, receive, route.wrap(recording_send))
+                await self.app(scope, receive, route.wrap(recorder))
             finally:
-                span.set_attribute("http.response.status_code", status)
+                span.set_attribute("http.response.status_code", recorder.status)
                 if route.variant is not None:
                     span.set_attribute("lmf.variant", route.variant)
-                if status >= 500:
+                if recorder.status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
 
 
