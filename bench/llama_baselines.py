@@ -21,10 +21,19 @@ def raw_decoder(
 ) -> Callable[[list[int]], tuple[list[int], float, float]]:
     """llama-cpp-python alone: greedy `Llama.generate`, no lmfoundry code in the loop, timed like our
     engine (tokens/s after the first token). Stops at EOS or `<|im_end|>`, as our engine does.
+    Flash attention is on: llama-cpp-python defaults it off, llama.cpp's tools on, and a baseline
+    runs at its best.
     Returns run(prompt_ids) -> (token ids, tokens/s, TTFT in s)."""
     from llama_cpp import Llama
 
-    llm = Llama(model_path=gguf, n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
+    llm = Llama(  # flash attention on, as llama.cpp's own tools default to (and as our backend runs)
+        model_path=gguf,
+        n_ctx=4096,
+        n_threads=threads,
+        n_threads_batch=threads,
+        flash_attn=True,
+        verbose=False,
+    )
     eos = {int(llm.token_eos())} | {int(t) for t in llm.tokenize(b"<|im_end|>", add_bos=False, special=True)}
 
     def run(prompt: list[int]) -> tuple[list[int], float, float]:

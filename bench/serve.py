@@ -10,6 +10,9 @@ OMP_WAIT_POLICY=PASSIVE (what `lmf serve` sets); this process only sends request
 1 request per client of at most 16 tokens. Targets, all on the packaged model (the GGUF found by
 `lmfoundry.models.catalog`):
 
+- `lmf_default`: `lmf serve MODEL` with its defaults (`--backend auto`: llama.cpp batching over the
+  float16 GGUF made from the store's fp32 weights)
+- `llama_server_f16`: `llama-server` (as below) on that same float16 file: the same weights
 - `batched`: `lmf serve MODEL --backend transformers` (fp32, continuous batching)
 - `naive`: the same fp32 weights behind a lock, one request at a time (this file, `--naive-server`)
 - `ours_gguf`: `lmf serve <packaged GGUF> --backend llama_cpp` (continuous batching on llama.cpp)
@@ -274,6 +277,18 @@ def packaged_gguf(model_name: str) -> Path:
     return packaged_gguf(CATALOG[model_name], lmf_home() / "models" / "packaged")
 
 
+def float16_gguf(model_name: str) -> Path:
+    """The float16 GGUF `lmf serve MODEL` runs by default (made once from the fp32 weights)."""
+    from lmfoundry.generate.backend_choice import fast_entry
+    from lmfoundry.models.fast_gguf import ensure_fast_gguf
+    from lmfoundry.models.load import resolve
+
+    entry = fast_entry(resolve(model_name), has_adapters=False)
+    if entry is None:
+        raise RuntimeError(f"{model_name} has no float16 GGUF path (is llama-cpp-python installed?)")
+    return ensure_fast_gguf(entry)
+
+
 def ratio(
     a: list[dict[str, Any]], b: list[dict[str, Any]], clients: int, key: str = "tokens_per_s"
 ) -> float | None:
@@ -305,6 +320,7 @@ def llama_server_command(gguf: Path, port: int, args: argparse.Namespace) -> lis
 def run_targets(args: argparse.Namespace, gguf: Path, logs: Path, report: dict[str, Any]) -> None:
     targets: dict[str, tuple[list[str], dict[str, str] | None]] = {}
     port = free_port()
+    targets["lmf_default"] = (lmf_serve_command(args.model, "auto", port, args), None)
     targets["batched"] = (lmf_serve_command(args.model, "transformers", port, args), None)
     targets["ours_gguf"] = (lmf_serve_command(str(gguf), "llama_cpp", port, args), None)
     targets["ours_gguf_seq"] = ([*targets["ours_gguf"][0], "--max-batch", "1"], None)
@@ -313,12 +329,14 @@ def run_targets(args: argparse.Namespace, gguf: Path, logs: Path, report: dict[s
             *(sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", SERVED_NAME),
             *("--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"),
             *("--n_threads", str(args.threads), "--n_threads_batch", str(args.threads)),
-            *("--interrupt_requests", "False", "--verbose", "False"),
+            *("--interrupt_requests", "False", "--verbose", "False", "--flash_attn", "True"),
         ],
         None,
     )
     if "llama_server" in args.targets:
         targets["llama_server"] = (llama_server_command(gguf, port, args), None)
+    if "llama_server_f16" in args.targets:
+        targets["llama_server_f16"] = (llama_server_command(float16_gguf(args.model), port, args), None)
     naive = [sys.executable, __file__, "--naive-server", str(port), "--model", args.model]
     targets["naive"] = ([*naive, "--threads", str(args.threads)], None)
     for label in args.targets:
@@ -374,6 +392,12 @@ def summarise(report: dict[str, Any], args: argparse.Namespace) -> None:
         f"ours_gguf_ttft_p50_vs_llama_server_x{top}": ratio(
             get("ours_gguf"), get("llama_server"), top, key="ttft_p50_s"
         ),
+        f"lmf_default_vs_llama_server_f16_x{top}": ratio(get("lmf_default"), get("llama_server_f16"), top),
+        f"lmf_default_ttft_p50_vs_llama_server_f16_x{top}": ratio(
+            get("lmf_default"), get("llama_server_f16"), top, key="ttft_p50_s"
+        ),
+        f"lmf_default_vs_llama_server_x{top}": ratio(get("lmf_default"), get("llama_server"), top),
+        f"lmf_default_vs_batched_x{top}": ratio(get("lmf_default"), get("batched"), top),
     }
     ours = [ratios[f"batched_vs_llama_cpp_server_x{top}"], ratios[f"ours_gguf_vs_llama_cpp_server_x{top}"]]
     if any(r is not None for r in ours):
@@ -385,6 +409,12 @@ def summarise(report: dict[str, Any], args: argparse.Namespace) -> None:
     report["goals"] = {
         "x16_batched_ge_3x_naive": None if vs_naive is None else vs_naive >= 3.0,
         "x16_ours_ge_llama_cpp_server": None if best is None else best >= 1.0,
+        "x16_lmf_default_ge_llama_server_same_weights": _at_least(
+            ratios[f"lmf_default_vs_llama_server_f16_x{top}"], 1.0
+        ),
+        "x16_lmf_default_ttft_le_1.2x_llama_server_same_weights": _at_most(
+            ratios[f"lmf_default_ttft_p50_vs_llama_server_f16_x{top}"], 1.2
+        ),
         "x16_ours_gguf_ge_llama_server": _at_least(ratios[f"ours_gguf_vs_llama_server_x{top}"], 1.0),
         "x16_ours_gguf_ttft_le_1.2x_llama_server": _at_most(
             ratios[f"ours_gguf_ttft_p50_vs_llama_server_x{top}"], 1.2
@@ -396,7 +426,10 @@ def summarise(report: dict[str, Any], args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    all_targets = ["batched", "ours_gguf", "ours_gguf_seq", "llama_server", "llama_cpp_server", "naive"]
+    all_targets = [
+        *("lmf_default", "llama_server_f16", "batched", "ours_gguf", "ours_gguf_seq"),
+        *("llama_server", "llama_cpp_server", "naive"),
+    ]
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

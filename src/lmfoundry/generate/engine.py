@@ -6,9 +6,8 @@ reported numbers (TTFT, tokens/s) mean the same thing whichever library does the
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lmfoundry import plugins
@@ -16,6 +15,7 @@ from lmfoundry.errors import InvalidInputError
 from lmfoundry.generate.backend import Backend
 from lmfoundry.generate.backend_choice import choose_backend, fast_entry, use_fast_gguf
 from lmfoundry.generate.constraints import response_constraint
+from lmfoundry.generate.text_stream import GenerationResult, StreamEvent, TextStream
 from lmfoundry.generate.tools import (
     ToolSpec,
     call_constraint,
@@ -30,39 +30,6 @@ from lmfoundry.types import Message, SamplingParams
 
 
 @dataclass
-class GenerationResult:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
-    """"stop" (EOS or a stop string) or "length" (max_new_tokens reached)."""
-    ttft_s: float
-    total_s: float
-    backend: str
-    token_ids: list[int] = field(default_factory=list)
-    stopped_by: str | None = None
-    """The stop string that ended the text (None for EOS or the length limit)."""
-
-    @property
-    def tokens_per_s(self) -> float:
-        """Decode speed: tokens after the first, over the time after the first."""
-        decode_s = self.total_s - self.ttft_s
-        return (self.completion_tokens - 1) / decode_s if self.completion_tokens > 1 and decode_s > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "finish_reason": self.finish_reason,
-            "ttft_s": round(self.ttft_s, 6),
-            "total_s": round(self.total_s, 6),
-            "tokens_per_s": round(self.tokens_per_s, 3),
-            "backend": self.backend,
-        }
-
-
-@dataclass
 class ChatReply:
     """A chat turn's answer as an OpenAI assistant message, with the generation behind it."""
 
@@ -71,25 +38,6 @@ class ChatReply:
     finish_reason: str
     """"tool_calls", "stop" or "length"."""
     result: GenerationResult
-
-
-@dataclass
-class StreamEvent:
-    """A piece of generated text; the last event carries the final result."""
-
-    delta: str
-    result: GenerationResult | None = None
-
-
-def _held_back(text: str, stops: tuple[str, ...]) -> int:
-    """How many trailing characters might be the start of a stop string (or a split UTF-8 char)."""
-    hold = 1 if text.endswith("\ufffd") else 0
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), 0, -1):
-            if text.endswith(stop[:size]):
-                hold = max(hold, size)
-                break
-    return hold
 
 
 def run_stream(backend: Backend, prompt_ids: list[int], params: SamplingParams) -> Iterator[StreamEvent]:
@@ -101,47 +49,17 @@ def run_stream(backend: Backend, prompt_ids: list[int], params: SamplingParams) 
     params = params.replace(
         max_new_tokens=min(params.max_new_tokens, backend.context_length - len(prompt_ids))
     )
-    start = time.perf_counter()
-    first_token_at: float | None = None
-    generated: list[int] = []
-    produced = 0
-    text, emitted, finish, stopped_by = "", 0, "length", None
+    text = TextStream(
+        backend.decode, backend.eos_ids, params.stop, prompt_tokens=len(prompt_ids), backend=backend.name
+    )
     stream = backend.token_stream(prompt_ids, params)
     try:
-        for token in stream:
-            first_token_at = first_token_at or time.perf_counter()
-            produced += 1
-            if token in backend.eos_ids:
-                finish = "stop"
-                break
-            generated.append(token)
-            text = backend.decode(generated)
-            found = [(text.find(s), s) for s in params.stop if s and s in text]
-            if found:
-                cut, stopped_by = min(found)
-                text, finish = text[:cut], "stop"
-                break
-            safe_end = len(text) - _held_back(text, params.stop)
-            if safe_end > emitted:
-                yield StreamEvent(text[emitted:safe_end])
-                emitted = safe_end
+        yield from text.events(stream)
     finally:
         close = getattr(stream, "close", None)
         if close:
             close()
-    end = time.perf_counter()
-    result = GenerationResult(
-        text=text,
-        prompt_tokens=len(prompt_ids),
-        completion_tokens=produced,
-        finish_reason=finish,
-        ttft_s=(first_token_at or end) - start,
-        total_s=end - start,
-        backend=backend.name,
-        token_ids=generated,
-        stopped_by=stopped_by,
-    )
-    yield StreamEvent(text[emitted:], result)
+    yield text.final()
 
 
 class LoadedModel:

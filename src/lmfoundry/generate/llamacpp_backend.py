@@ -44,6 +44,9 @@ class LlamaCppBackend:
                 lora_path=str(lora_path) if lora_path else None,
                 draft_model=draft,
                 logits_all=draft is not None,  # verifying a draft reads the logits of every drafted row
+                # llama.cpp's own tools default to flash attention where the backend has it;
+                # llama-cpp-python defaults it off. A 16-row decode step measured ~20% faster with it
+                flash_attn=True,
                 verbose=False,
             )
         except ValueError as exc:

@@ -78,8 +78,10 @@ class LlamaBatchedDecoder:
         """How many finished sequences to keep for prefix reuse (0 = none)."""
         self.cached: OrderedDict[int, list[int]] = OrderedDict()
         """seq id -> tokens of a finished sequence kept for its prefix, oldest first."""
-        n_seq = max_rows + prefix_cache
-        self._free_ids = list(range(n_seq))
+        n_seq = max_rows + prefix_cache + 1
+        self._score_id = n_seq - 1
+        """A sequence kept free for `score` (teacher-forced log-probabilities between steps)."""
+        self._free_ids = list(range(n_seq - 1))
         params = _context_params(llm, n_seq, row_context, self.n_batch)
         self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self.row_context = int(self.ctx.n_ctx()) // n_seq
@@ -103,6 +105,11 @@ class LlamaBatchedDecoder:
         if not self._free_ids and self.cached:
             self._release(self.cached.popitem(last=False)[0])
         return bool(self._free_ids)
+
+    def _pop_free(self) -> int:
+        lowest = min(self._free_ids)  # low ids keep the running rows contiguous (see `_compact`)
+        self._free_ids.remove(lowest)
+        return lowest
 
     def _release(self, seq_id: int) -> None:
         import llama_cpp
@@ -145,12 +152,12 @@ class LlamaBatchedDecoder:
                     best_id, best = source_id, n
         memory = self.ctx.memory
         if best_id < 0:
-            return self._free_ids.pop(0), 0
+            return self._pop_free(), 0
         if best_id in self.cached:
             del self.cached[best_id]
             seq_id = best_id
         else:
-            seq_id = self._free_ids.pop(0)
+            seq_id = self._pop_free()
             llama_cpp.llama_memory_seq_cp(memory, best_id, seq_id, -1, -1)
         llama_cpp.llama_memory_seq_rm(memory, seq_id, best, -1)
         self.reused_tokens += best
@@ -158,11 +165,12 @@ class LlamaBatchedDecoder:
 
     def step(self) -> np.ndarray:
         """Feed every row its pending token; return next-token logits [rows, vocab] in row order
-        (row i is llama.cpp output index i)."""
+        (row i is llama.cpp output index i; rows are reordered by sequence id first)."""
         if not self.rows:
             raise LmfError("no rows to decode")
         if any(len(r.tokens) >= self.row_context for r in self.rows):
             raise LmfError(f"a batched row ran past its {self.row_context} KV positions")
+        self._compact()
         self._batch.reset()
         for row in self.rows:
             self._add(row.next_token, len(row.tokens), row.seq_id, logits=True)
@@ -170,6 +178,66 @@ class LlamaBatchedDecoder:
         for row in self.rows:
             row.tokens.append(row.next_token)
         return self._logits(len(self.rows))
+
+    def score(self, ids: list[int]) -> np.ndarray:
+        """Logits after every token of `ids` ([len(ids), vocab], a copy): a teacher-forced pass on
+        the scoring sequence, which is cleared again (rows in the batch are untouched)."""
+        import llama_cpp
+        import numpy as np
+
+        if not 0 < len(ids) <= self.row_context:
+            raise LmfError(
+                f"scoring holds 1 to {self.row_context} tokens per sequence, got {len(ids)} "
+                "(raise the server's --row-context)"
+            )
+        parts = []
+        try:
+            for begin in range(0, len(ids), self.n_batch):
+                chunk = ids[begin : begin + self.n_batch]
+                self._batch.reset()
+                for offset, token in enumerate(chunk):
+                    self._add(token, begin + offset, self._score_id, logits=True)
+                self._decode()
+                parts.append(np.array(self._logits(len(chunk))))
+        finally:
+            llama_cpp.llama_memory_seq_rm(self.ctx.memory, self._score_id, -1, -1)
+        return np.concatenate(parts)
+
+    def _compact(self) -> None:
+        """Give the running rows sequence ids 0..n-1, in row order.
+
+        Why: with one KV stream per sequence, llama.cpp splits a batch into one micro-batch per run
+        of consecutive, increasing sequence ids (`split_equal`), each a full pass over the weights:
+        16 rows in shuffled id order measured 3x slower per step than the same rows in order. Moving
+        a row costs one copy of its stream (a swap with a cached prefix, three), once per gap."""
+        n = len(self.rows)
+        movers = [row for row in self.rows if row.seq_id >= n]
+        if movers:
+            held = {row.seq_id for row in self.rows}
+            holes = [i for i in range(n) if i not in held]
+            for hole, row in zip(holes, movers, strict=True):
+                if hole in self.cached:  # a kept prefix sits in the hole: swap it with the row
+                    self._swap(hole, row.seq_id)
+                    self.cached[row.seq_id] = self.cached.pop(hole)
+                else:
+                    self._free_ids.remove(hole)
+                    self._move(row.seq_id, hole)
+                    self._free_ids.append(row.seq_id)
+                row.seq_id = hole
+        self.rows.sort(key=lambda row: row.seq_id)
+
+    def _move(self, source: int, target: int) -> None:
+        """Copy sequence `source`'s stream to `target` and clear `source` (llama.cpp copies the
+        data before its next decode, in the order asked)."""
+        import llama_cpp
+
+        llama_cpp.llama_memory_seq_cp(self.ctx.memory, source, target, -1, -1)
+        llama_cpp.llama_memory_seq_rm(self.ctx.memory, source, -1, -1)
+
+    def _swap(self, a: int, b: int) -> None:
+        self._move(a, self._score_id)  # the scoring sequence is free between steps
+        self._move(b, a)
+        self._move(self._score_id, b)
 
     def remove(self, keys: set[Any]) -> None:
         """Drop finished or cancelled rows; keep their sequences as prefixes if caching."""

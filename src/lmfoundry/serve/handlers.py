@@ -59,8 +59,6 @@ class ServerState:
     served: ServedModel
     options: ServeOptions
     metrics: ServerMetrics
-    limiter: Any
-    """anyio CapacityLimiter for the threads that wait on tokens."""
     created: int = field(default_factory=fmt.now)
     capture: Any = None
     """Optional request/response recorder with `.record(endpoint, request, response, ...)`."""
@@ -207,7 +205,7 @@ def _observe(state: ServerState, generation: Generation, result: GenerationResul
 
 async def _collect_all(state: ServerState, generations: list[Generation]) -> list[GenerationResult]:
     try:
-        results = await asyncio.gather(*(collect(g, state.limiter) for g in generations))
+        results = await asyncio.gather(*(collect(g) for g in generations))
     finally:
         for generation in generations:
             generation.cancel()
@@ -404,7 +402,7 @@ async def _stream(
         if chat:
             for i in range(len(generations)):
                 yield form.choice_chunk(i, None, None, first=True)
-        async for index, event in merged(generations, state.limiter):
+        async for index, event in merged(generations):
             # Hold back trailing U+FFFD (bytes of a UTF-8 character not complete yet): the final
             # text drops a cut character, so the stream must never have sent it.
             held = pending[index] + event.delta

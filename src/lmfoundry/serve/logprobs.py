@@ -7,7 +7,8 @@ summing the echoed prompt tokens' log-probabilities.
 
 The values are the model's own log-softmax (before temperature and truncation), from one
 teacher-forced forward pass over prompt + generated tokens, run on the scheduler thread between
-decode steps (the model is never used by two threads at once). Transformers backend only.
+decode steps (the model is never used by two threads at once): the transformers model's forward
+pass, or on llama.cpp a pass over a sequence the batch decoder keeps free for it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.generate.batched import is_peft
 from lmfoundry.models.adapters import BASE_ADAPTER
+from lmfoundry.serve.llama_scheduler import LlamaBatchScheduler
 from lmfoundry.serve.scheduler import BatchScheduler
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from lmfoundry.serve.service import ServedModel
 
 
@@ -36,24 +40,40 @@ def score(served: ServedModel, ids: list[int], adapter: str | None, top_n: int) 
     """Teacher-forced log-probabilities of `ids` (blocking: call it from a worker thread)."""
 
     scheduler = served.scheduler
-    if not isinstance(scheduler, BatchScheduler):
-        raise InvalidInputError("echo with logprobs needs the transformers backend (--backend transformers)")
-    return scheduler.call(lambda: _forward(scheduler.model, ids, adapter, top_n))  # type: ignore[no-any-return]
+    if isinstance(scheduler, BatchScheduler):
+        logits = scheduler.call(lambda: _forward(scheduler.model, ids, adapter))
+    elif isinstance(scheduler, LlamaBatchScheduler):
+        logits = scheduler.call(lambda: scheduler.decoder.score(ids))[:-1]
+    else:
+        raise InvalidInputError(
+            "echo with logprobs needs a batching server (the transformers or llama.cpp backend)"
+        )
+    return _scores(logits, ids, top_n)
 
 
-def _forward(model: Any, ids: list[int], adapter: str | None, top_n: int) -> Scores:
+def _forward(model: Any, ids: list[int], adapter: str | None) -> np.ndarray:
+    """Logits predicting ids[1:] ([len - 1, vocab]) from one forward pass."""
     import torch
 
     kwargs = {"adapter_names": [adapter or BASE_ADAPTER]} if is_peft(model) else {}
     with torch.inference_mode():
-        logits = model(input_ids=torch.tensor([ids]), **kwargs).logits[0, :-1].float()
-    logprobs = torch.log_softmax(logits, dim=-1)
-    target = torch.tensor(ids[1:])
-    picked = logprobs.gather(1, target.unsqueeze(1)).squeeze(1).tolist()
+        return model(input_ids=torch.tensor([ids]), **kwargs).logits[0, :-1].float().numpy()  # type: ignore[no-any-return]
+
+
+def _scores(logits: np.ndarray, ids: list[int], top_n: int) -> Scores:
+    """Log-softmax of logits predicting ids[1:], the chosen tokens' values and the top_n others."""
+    import numpy as np
+
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    logprobs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    targets = np.asarray(ids[1:])
+    picked = logprobs[np.arange(len(targets)), targets].tolist()
+    k = max(1, min(top_n, logprobs.shape[-1]))
+    best = np.argpartition(-logprobs, k - 1, axis=1)[:, :k]
     top: list[dict[int, float] | None] = [None]
-    values, indices = torch.topk(logprobs, k=min(top_n, logprobs.shape[-1]), dim=-1)
     for position, token in enumerate(ids[1:]):
-        alternatives = dict(zip(indices[position].tolist(), values[position].tolist(), strict=True))
+        order = best[position][np.argsort(-logprobs[position, best[position]], kind="stable")]
+        alternatives = {int(t): float(logprobs[position, t]) for t in order}
         alternatives[token] = picked[position]  # the chosen token is always listed, as OpenAI does
         top.append(alternatives)
     return Scores([None, *picked], top)

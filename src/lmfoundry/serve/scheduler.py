@@ -70,6 +70,7 @@ class Handle:
         self._tokens: queue.Queue[Any] = queue.Queue()
         self._cancelled = threading.Event()
         self._done_callbacks: list[Callable[[Handle], None]] = []
+        self._waker: Callable[[], None] | None = None
 
     # -- consumer side
     def __iter__(self) -> Iterator[int]:
@@ -80,6 +81,24 @@ class Handle:
                     raise self.error
                 return
             yield item
+
+    def set_waker(self, waker: Callable[[], None]) -> None:
+        """Call `waker` (from the scheduler thread) after each token and at the end: an event loop
+        consumer awaits it and then `take()`s what arrived, so no thread blocks per stream."""
+        self._waker = waker
+
+    def take(self) -> tuple[list[int], bool]:
+        """The tokens that arrived since the last call, and whether the stream has ended (then
+        `error` says whether it failed). Never blocks."""
+        tokens: list[int] = []
+        while True:
+            try:
+                item = self._tokens.get_nowait()
+            except queue.Empty:
+                return tokens, False
+            if item is _END:
+                return tokens, True
+            tokens.append(item)
 
     def cancel(self) -> None:
         """Stop generating (client went away or a stop string matched); safe from any thread."""
@@ -111,6 +130,8 @@ class Handle:
         self.first_token_at = self.first_token_at or now
         self.generated.append(token)
         self._tokens.put(token)
+        if self._waker is not None:
+            self._waker()
 
     def emit(self, token: int, eos_ids: frozenset[int]) -> bool:
         """`push` a sampled token; True when the request is finished (EOS or max_new_tokens)."""
@@ -124,6 +145,8 @@ class Handle:
         self.error = self.error or error
         self.finished_at = time.perf_counter()
         self._tokens.put(_END)
+        if self._waker is not None:
+            self._waker()
         for callback in self._done_callbacks:
             callback(self)
 

@@ -193,3 +193,49 @@ def test_stop_strings_and_json_in_one_batch(llama: LoadedModel, served: Any) -> 
         value = json.loads(result.text)
         assert set(value) == {"ok", "n"} and value["n"] in (1, 2, 3)
     assert served.scheduler.active() == 0
+
+
+def test_rows_move_to_consecutive_ids_and_decode_as_alone(llama: LoadedModel) -> None:
+    """Rows leave (their prefixes kept in the holes), a new row arrives at a high id: the next step
+    moves running rows to ids 0..n-1 (swapping kept prefixes out), and every row still decodes to
+    exactly its greedy tokens alone; a kept prefix that was moved is still reused correctly."""
+    import numpy as np
+
+    from lmfoundry.generate.llamacpp_batched import LlamaBatchedDecoder
+
+    greedy = SamplingParams(temperature=0, max_new_tokens=12)
+    prompts = [llama.runtime.encode(t) for t in TEXTS]
+    prompts[2] = prompts[2] * 2  # long enough for the prefix cache (16 tokens or more)
+    decoder = LlamaBatchedDecoder(llama.runtime.llm, max_rows=4, row_context=256, prefix_cache=2)  # type: ignore[attr-defined]
+    produced: dict[int, list[int]] = {}
+
+    def admit(key: int) -> None:
+        assert decoder.can_admit()
+        produced[key] = [int(np.argmax(decoder.prefill(key, prompts[key])))]
+        decoder.rows[-1].next_token = produced[key][-1]
+
+    def step() -> None:
+        for row, logits in zip(decoder.rows, decoder.step(), strict=True):
+            row.next_token = int(np.argmax(logits))
+            produced[row.key].append(row.next_token)
+
+    try:
+        for key in range(4):
+            admit(key)
+        step()
+        decoder.remove({0, 2})  # kept as prefixes at ids 0 and 2
+        admit(4)  # takes the lowest free id, 4: the batch is now ids 1, 3, 4
+        for _ in range(6):
+            step()
+        assert [row.seq_id for row in decoder.rows] == [0, 1, 2]
+        assert sorted(decoder.cached) == [3, 4]
+        reused = decoder.reused_tokens
+        prompts.append(prompts[2] + produced[2][:1] + prompts[5])  # extends the moved prefix of row 2
+        admit(6)
+        for _ in range(4):
+            step()
+        assert decoder.reused_tokens > reused
+    finally:
+        decoder.close()
+    for key, tokens in produced.items():
+        assert tokens == alone(llama, prompts[key], greedy)[: len(tokens)], f"row {key}"

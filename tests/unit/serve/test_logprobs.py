@@ -104,3 +104,39 @@ def test_echo_without_logprobs_prepends_the_prompt(client: Any) -> None:
     )
     choice = echoed.json()["choices"][0]
     assert choice["text"] == "Hi" + plain.json()["choices"][0]["text"] and choice["logprobs"] is None
+
+
+def test_llama_cpp_batch_server_scores_like_llama_cpp_alone(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The llama.cpp batching server scores on a sequence of its own between decode steps; the
+    values equal llama-cpp-python's own all-position logits for the same GGUF."""
+    pytest.importorskip("llama_cpp")
+    import llama_cpp
+    import numpy as np
+    from fastapi.testclient import TestClient
+
+    import lmfoundry
+    from lmfoundry.serve.app import create_app
+    from lmfoundry.serve.service import ServedModel, ServeOptions
+    from tiny import write_tiny_gguf
+
+    path = write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf")
+    reference = llama_cpp.Llama(str(path), n_ctx=256, logits_all=True, verbose=False)
+    served = ServedModel.create(lmfoundry.load(str(path), backend="llama_cpp", threads=2), name=NAME)
+    try:
+        client = TestClient(create_app(served, ServeOptions(embedder=None)))
+        ids = served.runtime.encode("The capital of France is Paris")
+        body = client.post(
+            "/v1/completions",
+            json={"model": NAME, "prompt": [ids], "max_tokens": 0, "echo": True, "logprobs": 2},
+        ).json()
+    finally:
+        served.close()
+    reference.eval(ids)
+    logits = np.asarray(reference.scores[: len(ids)], dtype=np.float64)
+    expected = logits - logits.max(axis=1, keepdims=True)
+    expected -= np.log(np.exp(expected).sum(axis=1, keepdims=True))
+    got = body["choices"][0]["logprobs"]
+    assert got["token_logprobs"][0] is None
+    for i in range(1, len(ids)):
+        assert got["token_logprobs"][i] == pytest.approx(float(expected[i - 1, ids[i]]), abs=1e-3)
+        assert len(got["top_logprobs"][i]) in (2, 3)
