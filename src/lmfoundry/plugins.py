@@ -43,6 +43,7 @@ KINDS = {
     "task": "factory(arg: str, data_dir) -> Task (lmfoundry.eval.tasks); `--task NAME[:ARG]`",
     "stage": "StageKind (lmfoundry.pipeline.stage_kind): a pipeline `kind:`",
     "safety_classifier": "f(text) -> float (probability unsafe) or bool; `lmf serve --guardrails` classifier",
+    "canary_judge": "f(question, answer) -> float score; `lmf serve --canary-judge NAME` (rollout canary)",
 }
 
 BUILTINS: dict[str, dict[str, str]] = {
@@ -133,6 +134,24 @@ def names(kind: str) -> list[str]:
     load_entry_points()
     builtin = sorted(BUILTINS.get(kind, {}))
     return builtin + sorted(n for k, n in _REGISTRY if k == kind and n not in builtin)
+
+
+def load_hook(kind: str, name: str, what: str) -> Callable[..., Any]:
+    """A callable hook: the part registered as (kind, name), or `module:function` imported from the
+    Python path (the user's own code, without writing a plugin). `what` names it in errors."""
+    if name in names(kind):
+        found: Callable[..., Any] = get(kind, name)
+        return found
+    module, _, attribute = name.partition(":")
+    if not module or not attribute:
+        raise InvalidInputError(f"{what} {name!r} is neither a {kind} plugin nor a module:function path")
+    try:
+        target = _resolve(name)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInputError(f"cannot load {what} {name!r}: {exc}") from exc
+    if not callable(target):
+        raise InvalidInputError(f"{what} {name!r} is not callable")
+    return target  # type: ignore[no-any-return]
 
 
 def parse_spec(spec: str) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 COMMANDS: dict[str, tuple[str, str]] = {  # command: (module in lmfoundry.cli, one-line help)
     "agent": ("agent", "run a tool-using agent: calculator, read-only SQL, RAG search, HTTP GET, Python functions, MCP servers"),
     "adapters": ("adapters", "merge fine-tuned adapters into their base model and check them"),
-    "capture": ("capture", "export traffic captured by `lmf serve --capture` as training or evaluation data"),
+    "capture": ("capture", "export traffic captured by `lmf serve --capture` (or a rollout's shadow pairs) as training or evaluation data"),
     "chat": ("generate", "interactive chat that streams tokens and keeps the history"),
     "data": ("data", "make bundled data sets and inspect fine-tuning data"),
     "estimate": ("estimate", "predict peak RAM for inference or training (weights, KV cache, gradients, optimizer, activations)"),

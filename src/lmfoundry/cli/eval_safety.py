@@ -35,7 +35,8 @@ def register_safety(commands: Any) -> None:
         description=(
             "Generates a reply to each prompt of the bundled red-team set (harmful requests, jailbreak styles, "
             "benign look-alikes; or --set FILE), scores it with refusal patterns and, with --judge, a judge's "
-            "structured verdict (refusal / harmful / safe), and reports each rate with a bootstrap 95% CI. "
+            "structured verdict (refusal / harmful / safe), and reports each rate with a bootstrap 95% CI, "
+            "and how many replies were empty or cut by the token limit. "
             "--compare OTHER runs OTHER too (e.g. the model before alignment) and adds paired differences. "
             "safety.json is in the comparison format `lmf eval gate` reads; --gates FILE checks it "
             "(configs/gates/safety.yaml) and exits 1 when a gate fails."
@@ -101,6 +102,10 @@ def _print(comparison: dict[str, Any], out: Path, report: Any) -> None:
     if comparison["champion_model"]:
         title += f" (change vs {comparison['champion_model']})"
     print_table(title, ("metric", "rate", "95% CI", "n", "change", "what"), rows)
+    for side, role in (("challenger", "evaluated"), ("champion", "compared")):
+        if side in comparison["outputs"]["empty_rate"]:
+            model = comparison[f"{side}_model"]
+            print(f"{role} {model}: {_outputs_line(comparison['outputs'], side, comparison['n'])}")
     judge = comparison["summary"]["judge"]
     if judge["n_judged"]:
         print(f"judge vs patterns agree on 'refused' for {fmt(judge['pattern_agreement'])} of {judge['n_judged']} "
@@ -108,3 +113,12 @@ def _print(comparison: dict[str, Any], out: Path, report: Any) -> None:
     if report is not None:
         print(report.markdown(), end="")
     print(f"wrote {out / 'safety.json'} and {out / 'replies.jsonl'}")
+
+
+def _outputs_line(outputs: dict[str, Any], side: str, n: int) -> str:
+    """Empty and truncated replies of one side, as counts and rates (they are scored as written)."""
+    empty, cut = outputs["empty_rate"][side], outputs["truncated_rate"][side]
+    return (
+        f"{round(empty * n)}/{n} empty replies ({fmt(empty)}), {round(cut * n)}/{n} cut by the token "
+        f"limit ({fmt(cut)}; raise --max-new-tokens if many)"
+    )

@@ -9,15 +9,15 @@ from pathlib import Path
 
 from lmfoundry.cli.common import add_json_flag, plugin_name, print_result
 from lmfoundry.errors import InvalidInputError
-from lmfoundry.generate.engine import load_model
 from lmfoundry.paths import lmf_home
 from lmfoundry.serve.app import create_app
+from lmfoundry.serve.canary import load_canary_judge
 from lmfoundry.serve.capture import CaptureStore
 from lmfoundry.serve.guardrails import load_guardrails
 from lmfoundry.serve.http_server import serve_forever
 from lmfoundry.serve.middleware import load_api_keys
 from lmfoundry.serve.rollout_spec import load_rollout
-from lmfoundry.serve.service import ServedModel, ServeOptions
+from lmfoundry.serve.service import ServedModel, ServeOptions, load_for_serving
 from lmfoundry.serve.stats import fetch_metrics, format_table, summarise
 from lmfoundry.serve.tracing import provider_from_config
 
@@ -41,11 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--backend",
-        default="transformers",
+        default="auto",
         type=plugin_name("backend", "auto"),
         help=(
-            "transformers (default) batches requests and serves adapters; llama_cpp batches requests "
-            "(GGUF, one adapter for all); auto, or a backend a plugin adds"
+            "auto: llama.cpp (a float16 GGUF of fp32 weights, or the model's own GGUF) unless the server "
+            "serves LoRA adapters (--adapter, --adapter-root, --rollout), then transformers; "
+            "transformers batches requests and mixes adapters per request; llama_cpp batches requests "
+            "(GGUF, one adapter for all); or a backend a plugin adds"
         ),
     )
     p.add_argument("--served-model-name", help="the id clients send as `model` (default: the model name)")
@@ -151,8 +153,9 @@ def _add_guardrail_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--guardrails",
         metavar="FILE",
-        help="YAML guardrails on /v1/chat/completions and /v1/completions: PII redaction, prompt-injection "
-        "heuristics, output filters, a safety-classifier hook (configs/guardrails/default.yaml)",
+        help="YAML guardrails on /v1/chat/completions, /v1/completions, /api/generate and /api/chat: PII "
+        "redaction, prompt-injection heuristics, output filters, a safety-classifier hook "
+        "(configs/guardrails/default.yaml)",
     )
 
 
@@ -163,6 +166,12 @@ def _add_rollout_options(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="YAML/JSON rollout: variants (registry aliases or adapters) with weights, canary checks, "
         "shadow traffic; change it at run time with PUT /v1/rollout (docs/serving.md)",
+    )
+    group.add_argument(
+        "--canary-judge",
+        metavar="NAME",
+        help="judge of the rollout canary's min_judge_score check: a canary_judge plugin or a "
+        "module:function path, f(question, answer) -> score (docs/serving.md)",
     )
     group.add_argument(
         "--otlp-endpoint",
@@ -248,12 +257,14 @@ def _serve(args: argparse.Namespace) -> int:
     capture = _capture(args)
     guardrails = load_guardrails(args.guardrails) if args.guardrails else None
     rollout = load_rollout(args.rollout) if args.rollout else None
+    canary_judge = load_canary_judge(args.canary_judge, rollout)
     tracer_provider = provider_from_config(args.otlp_endpoint)
     console = Console(stderr=True)
     with console.status(f"loading {args.model}..."):
-        # auto stays on transformers for fp32 store models: per-request adapters and logprobs need it,
-        # and a server cannot know which requests will come (docs/serving.md, "Which backend")
-        loaded = load_model(args.model, backend=args.backend, threads=args.threads, fast_gguf=False)
+        serves_adapters = bool(adapters or args.adapter_root or rollout)
+        loaded = load_for_serving(
+            args.model, backend=args.backend, threads=args.threads, adapters=serves_adapters
+        )
         served = ServedModel.create(
             loaded,
             name=args.served_model_name or _served_name(args.model),
@@ -268,11 +279,15 @@ def _serve(args: argparse.Namespace) -> int:
         close_on_shutdown=True,
         batch_dir=_batch_dir(args),
         rollout=rollout,
+        canary_judge=canary_judge,
         tracer_provider=tracer_provider,
         guardrails=guardrails,
     )
     auth = f"{len(keys)} API key(s)" if keys else "no API key (open)"
-    console.print(f"serving {', '.join(served.model_ids())} on http://{args.host}:{args.port}/v1 ({auth})")
+    console.print(
+        f"serving {', '.join(served.model_ids())} on http://{args.host}:{args.port}/v1 "
+        f"({auth}; {loaded.backend} backend)"
+    )
     if rollout is not None:
         shares = app.state.lmf.rollout.describe()["variants"]
         console.print("rollout: " + ", ".join(f"{v['name']} {v['share']:.0%}" for v in shares))

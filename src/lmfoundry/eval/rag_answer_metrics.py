@@ -14,9 +14,9 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from lmfoundry.eval.compare import paired_bootstrap
 from lmfoundry.eval.metrics import citation_precision, is_refusal
 from lmfoundry.rag.cite import FORCED_PREFIX, cited_labels, declined
+from lmfoundry.stats import bootstrap_mean
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 """Sentence ends and blank lines; a single newline is a wrapped line (the reference is hard-wrapped
@@ -96,14 +96,11 @@ def citation_checks(
 def mean_ci(
     values: Sequence[float], n_boot: int = 2000, seed: int = 0, confidence: float = 0.95
 ) -> dict[str, Any]:
-    """Mean and percentile-bootstrap CI of `values` (the project's paired bootstrap against a zero
-    baseline: its difference is the mean itself). None fields when there are no values."""
+    """Mean and percentile-bootstrap CI of `values` (`lmfoundry.stats.bootstrap_mean`); None
+    fields when there are no values."""
     if not values:
         return {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
-    boot = paired_bootstrap(
-        [0.0] * len(values), list(values), n_boot=n_boot, seed=seed, confidence=confidence
-    )
-    return {"mean": boot["diff"], "ci_low": boot["ci_low"], "ci_high": boot["ci_high"], "n": len(values)}
+    return {**bootstrap_mean(values, n_boot, seed, confidence), "n": len(values)}
 
 
 SCORED = (

@@ -12,7 +12,10 @@ reply is scored twice:
 
 Every metric is "higher is better", so the release gates (`eval.gates`) apply unchanged, and comes
 with a bootstrap CI over prompts. Comparing two models (before and after alignment) pairs their
-replies prompt by prompt, in the comparison format `lmf eval gate` reads.
+replies prompt by prompt, in the comparison format `lmf eval gate` reads. Empty replies and
+replies cut by the token limit (finish reason "length") are counted and shown beside the rates:
+a truncated reply is scored on what it says, and many of them mean `--max-new-tokens` was too
+small to read the model's intent.
 """
 
 from __future__ import annotations
@@ -56,6 +59,14 @@ METRICS = {
     "benign_answer_rate": "benign prompts answered (non-empty, no refusal pattern)",
     "judge_benign_answer_rate": "benign prompts the judge does not call a refusal",
 }
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One generated reply and why it ended ("length": the token limit cut it)."""
+
+    text: str
+    finish_reason: str = "stop"
 
 
 @dataclass(frozen=True)
@@ -108,11 +119,12 @@ def generate_replies(
     prompts: Sequence[SafetyPrompt],
     params: SamplingParams,
     on_item: Callable[[], None] | None = None,
-) -> list[str]:
+) -> list[Reply]:
     """One reply per prompt, as a single user turn through the model's chat template."""
     replies = []
     for p in prompts:
-        replies.append(str(model.generate([Message("user", p.prompt)], params).text))
+        result = model.generate([Message("user", p.prompt)], params)
+        replies.append(Reply(str(result.text), str(getattr(result, "finish_reason", None) or "stop")))
         if on_item:
             on_item()
     return replies
@@ -120,14 +132,16 @@ def generate_replies(
 
 def score_replies(
     prompts: Sequence[SafetyPrompt],
-    replies: Sequence[str],
+    replies: Sequence[Reply | str],
     judge: JudgeBackend | None = None,
     seed: int = 0,
     on_item: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Per prompt: the reply, whether the refusal patterns fire, and the judge's verdict (or None)."""
+    """Per prompt: the reply, whether it is empty or truncated, whether the refusal patterns fire,
+    and the judge's verdict (or None). A plain string is a reply that ended by itself."""
     rows = []
-    for p, reply in zip(prompts, replies, strict=True):
+    for p, given in zip(prompts, replies, strict=True):
+        reply, finish = (given.text, given.finish_reason) if isinstance(given, Reply) else (given, "stop")
         raw = verdict = None
         if judge is not None:
             text = JUDGE_TEMPLATE.format(
@@ -137,7 +151,8 @@ def score_replies(
             verdict = parse_safety_verdict(raw)
             if on_item:
                 on_item()
-        rows.append({**asdict(p), "reply": reply, "empty": not reply.strip(), "pattern_refusal": declines(reply),
+        rows.append({**asdict(p), "reply": reply, "finish_reason": finish, "empty": not reply.strip(),
+                     "truncated": finish == "length", "pattern_refusal": declines(reply),
                      "judge_verdict": verdict, "judge_raw": raw})  # fmt: skip
     return rows
 
@@ -184,13 +199,20 @@ def summarize(rows: Sequence[dict[str, Any]], n_boot: int = 2000, seed: int = 0)
             }
             for c in CATEGORIES
         },
-        "empty_rate": sum(r["empty"] for r in rows) / len(rows),
+        **output_checks(rows),
         "judge": {
             "n_judged": len(judged),
             "n_unparseable": sum(r["judge_raw"] is not None and r["judge_verdict"] is None for r in rows),
             "pattern_agreement": agree / len(judged) if judged else None,
         },
     }
+
+
+def output_checks(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Empty and truncated replies: counts (`{"empty", "truncated"}`) and rates over all prompts."""
+    counts = {key: sum(bool(r.get(key)) for r in rows) for key in ("empty", "truncated")}
+    n = max(len(rows), 1)
+    return {"empty_rate": counts["empty"] / n, "truncated_rate": counts["truncated"] / n, "counts": counts}
 
 
 def as_comparison(
@@ -222,9 +244,11 @@ def as_comparison(
                 entry |= {"champion": sum(champion) / len(champion), **bootstrap_difference(
                     champion, [a for _, a in pairs], n_boot, seed)}  # fmt: skip
         metrics[name] = entry
-    empty = {"challenger": summary["empty_rate"]}
+    outputs = {rate: {"challenger": summary[rate]} for rate in ("empty_rate", "truncated_rate")}
     if before is not None:
-        empty["champion"] = summarize(before, n_boot, seed)["empty_rate"]
+        checks = output_checks(before)
+        for rate, sides in outputs.items():
+            sides["champion"] = checks[rate]
     return {
         "task": "safety",
         "challenger_model": after_model,
@@ -232,6 +256,6 @@ def as_comparison(
         "n": len(after),
         "confidence": 0.95,
         "metrics": metrics,
-        "outputs": {"empty_rate": empty},
+        "outputs": outputs,
         "summary": summary,
     }

@@ -74,17 +74,16 @@ def create_app(
     served model's requests between variants (serve/rollout.py; `canary_judge(input, answer) -> score`
     is its judge hook); `tracer_provider` (an OpenTelemetry SDK provider) traces every request.
     The studio web UI is mounted at `/ui` (`studio=StudioConfig(enabled=False)` leaves it out).
-    `guardrails` (serve/guardrails.py) checks the completion endpoints' requests and replies."""
+    `guardrails` (serve/guardrails.py) checks the completion endpoints' requests and replies
+    (`/v1` and Ollama's `/api/generate`, `/api/chat`)."""
     from contextlib import asynccontextmanager
 
-    from anyio import CapacityLimiter
     from fastapi import FastAPI
 
     options = options or ServeOptions()
     scheduler = served.scheduler
     metrics = ServerMetrics(queue_depth=lambda: len(scheduler.waiting), active=lambda: scheduler.active())
-    limiter = CapacityLimiter(options.max_batch * options.max_n + options.max_queue + 16)
-    state = handlers.ServerState(served, options, metrics, limiter, capture=capture)
+    state = handlers.ServerState(served, options, metrics, capture=capture)
     batches = _batch_service(batch_dir, state)
 
     @asynccontextmanager
@@ -118,7 +117,7 @@ def create_app(
     )
     app.add_middleware(APIKeyMiddleware, keys=list(api_keys or []))
     app.add_middleware(CountingMiddleware, count=metrics.count)
-    add_ollama_routes(app, state)  # last: its error middleware wraps the others (docs/deploy.md)
+    add_ollama_routes(app, state, guardrails)  # last: its error middleware wraps the others (docs/deploy.md)
     add_tracing(app, tracer_provider)  # outermost: a span times everything
     return app
 

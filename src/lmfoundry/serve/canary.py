@@ -3,6 +3,10 @@
 Pure bookkeeping (no HTTP, no clock): the rollout feeds each finished response in and asks for a
 verdict. A check only speaks once `min_samples` responses are in the window, so one slow first
 request cannot roll a canary back.
+
+The judge check needs a judge: `f(question, answer) -> score`, given to `create_app(canary_judge=)`
+or named on the command line (`lmf serve --canary-judge NAME`: a `canary_judge` plugin or a
+`module:function` path, loaded by `load_canary_judge`).
 """
 
 from __future__ import annotations
@@ -10,9 +14,15 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from lmfoundry.serve.rollout_spec import CanarySpec
+from lmfoundry.errors import InvalidInputError
+from lmfoundry.plugins import load_hook
+from lmfoundry.serve.rollout_spec import CanarySpec, RolloutSpec
+
+CanaryJudge = Callable[[str, str], float]
+"""`judge(question, answer) -> score`; the canary rolls back when the mean falls below its floor."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,24 @@ def p95(values: list[float]) -> float:
     """Nearest-rank 95th percentile (the smallest value at or above 95% of the sample)."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def load_canary_judge(name: str | None, spec: RolloutSpec | None = None) -> CanaryJudge | None:
+    """The judge named by `--canary-judge` (None when unset); an error when `spec`'s canary checks
+    a judge score and no judge is named, so the check cannot be silently skipped."""
+    judge = load_hook("canary_judge", name, "canary judge") if name else None
+    check_judge(spec, judge)
+    return judge
+
+
+def check_judge(spec: RolloutSpec | None, judge: CanaryJudge | None) -> None:
+    """Refuse a rollout whose canary has `min_judge_score` when the server has no judge."""
+    canary = spec.canary if spec is not None else None
+    if judge is None and canary is not None and canary.min_judge_score is not None:
+        raise InvalidInputError(
+            f"canary {canary.variant!r} sets min_judge_score but the server has no judge "
+            "(start it with --canary-judge NAME: a canary_judge plugin or module:function)"
+        )
 
 
 class CanaryMonitor:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lmfoundry.serve.guardrails import GUARDED_PATHS, GuardrailBlocked, Guardrails
+from lmfoundry.serve.guardrails import GUARDED_PATHS, GuardrailBlocked, Guardrails, StreamGuard
 from lmfoundry.serve.middleware import ASGIApp, Receive, Scope, Send, replay_body, send_error
 
 FLAGS_HEADER = b"x-guardrail-flags"
@@ -72,7 +72,7 @@ class _ReplyFilter:
         self.start: dict[str, Any] | None = None
         self.mode = "pass"
         self.buffer = b""
-        self.texts: dict[int, str] = {}
+        self.stream = StreamGuard(guardrails)
         self.closed = False
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -129,18 +129,5 @@ class _ReplyFilter:
         if data.strip() == b"[DONE]":
             return event + b"\n\n"
         chunk = json.loads(data)
-        for choice in chunk.get("choices") or []:
-            holder, key = (choice.get("delta") or {}, "content") if "delta" in choice else (choice, "text")
-            piece = holder.get(key)
-            if not isinstance(piece, str) or not piece:
-                continue
-            index = int(choice.get("index", 0))
-            self.texts[index] = self.texts.get(index, "") + piece
-            verdict = self.guardrails.check_reply(self.texts[index])
-            if verdict.blocked or verdict.truncated:
-                self.closed = True
-                holder[key] = verdict.text[len(self.texts[index]) - len(piece) :] if verdict.truncated else ""
-                choice["finish_reason"] = "length" if verdict.truncated else "content_filter"
-                return b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n"
-            holder[key] = self.guardrails.redactor(piece)
-        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+        self.closed = self.stream.filter_chunk(chunk)
+        return b"data: " + json.dumps(chunk).encode() + (b"\n\ndata: [DONE]\n\n" if self.closed else b"\n\n")

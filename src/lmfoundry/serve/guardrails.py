@@ -18,7 +18,6 @@ applies them to HTTP traffic.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 from collections.abc import Callable
@@ -206,6 +205,33 @@ class Guardrails:
         return bool(score) if isinstance(score, bool) else float(score) >= self.config.classifier.threshold
 
 
+class StreamGuard:
+    """The output guardrails over a streamed reply, one OpenAI chunk at a time: block-lists, the
+    classifier and the length limit see each choice's text so far; PII redaction applies per chunk."""
+
+    def __init__(self, guardrails: Guardrails) -> None:
+        self.guardrails = guardrails
+        self.texts: dict[int, str] = {}
+
+    def filter_chunk(self, chunk: dict[str, Any]) -> bool:
+        """Filter `chunk` in place; True when a guardrail tripped and the stream must end here (the
+        chunk then carries `finish_reason` "content_filter", or "length" with the text cut)."""
+        for choice in chunk.get("choices") or []:
+            holder, key = (choice.get("delta") or {}, "content") if "delta" in choice else (choice, "text")
+            piece = holder.get(key)
+            if not isinstance(piece, str) or not piece:
+                continue
+            index = int(choice.get("index", 0))
+            self.texts[index] = self.texts.get(index, "") + piece
+            verdict = self.guardrails.check_reply(self.texts[index])
+            if verdict.blocked or verdict.truncated:
+                holder[key] = verdict.text[len(self.texts[index]) - len(piece) :] if verdict.truncated else ""
+                choice["finish_reason"] = "length" if verdict.truncated else "content_filter"
+                return True
+            holder[key] = self.guardrails.redactor(piece)
+        return False
+
+
 def request_texts(path: str, body: dict[str, Any], roles: list[str] | None) -> list[str]:
     """The strings a request sends to the model: chat message contents (of `roles`, all when None)
     or the completion prompt(s)."""
@@ -226,18 +252,4 @@ def request_texts(path: str, body: dict[str, Any], roles: list[str] | None) -> l
 
 def _load_classifier(name: str) -> Callable[[str], Any]:
     """A `safety_classifier` plugin, or `module:function` imported from the Python path."""
-    if name in plugins.names("safety_classifier"):
-        found: Callable[[str], Any] = plugins.get("safety_classifier", name)
-        return found
-    module, _, attribute = name.partition(":")
-    if not module or not attribute:
-        raise InvalidInputError(
-            f"guardrail classifier {name!r} is neither a safety_classifier plugin nor a module:function path"
-        )
-    try:
-        target = getattr(importlib.import_module(module), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise InvalidInputError(f"cannot load guardrail classifier {name!r}: {exc}") from exc
-    if not callable(target):
-        raise InvalidInputError(f"guardrail classifier {name!r} is not callable")
-    return target  # type: ignore[no-any-return]
+    return plugins.load_hook("safety_classifier", name, "guardrail classifier")

@@ -261,8 +261,9 @@ class Reply:
         ]
 
     def done_reason(self) -> str:
-        """Ollama's "stop" or "length" (a turn that called tools stopped)."""
-        return "length" if self.finish_reason == "length" else "stop"
+        """Ollama's "stop" or "length" (a turn that called tools stopped), or "content_filter" when
+        a guardrail blocked the reply (Ollama has no such reason; the client sees OpenAI's)."""
+        return self.finish_reason if self.finish_reason in ("length", "content_filter") else "stop"
 
     def failure(self) -> APIError:
         """The error the stream ended with, as the status a non-streamed reply answers."""

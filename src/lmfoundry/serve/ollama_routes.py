@@ -4,18 +4,23 @@ Generation goes through the OpenAI handlers (ollama_format.py explains why): an 
 translated, the OpenAI stream it produces is read and written out as Ollama's newline-delimited
 JSON (or added up into one object for `"stream": false`). Errors under `/api` take Ollama's shape,
 `{"error": "..."}` with the HTTP status, whichever layer raised them (a middleware rewrites them).
+`lmf serve --guardrails` applies to generate and chat as on `/v1` (ollama_guardrails.py). A rollout
+assigns a variant to generations only: loading, `show` and the other routes check that a model
+exists without routing it, so they neither get an `X-LMF-Variant` nor count in a variant's metrics.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures at runtime.
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from lmfoundry.serve import handlers
 from lmfoundry.serve import ollama_format as fmt
 from lmfoundry.serve import ollama_models as models
 from lmfoundry.serve.errors import bad_request, not_found
+from lmfoundry.serve.guardrails import Guardrails
 from lmfoundry.serve.middleware import ASGIApp, Receive, Scope, Send
+from lmfoundry.serve.ollama_guardrails import check_request, filter_events
 from lmfoundry.serve.ollama_schema import (
     IGNORED_OPTIONS,
     ChatRequest,
@@ -25,7 +30,7 @@ from lmfoundry.serve.ollama_schema import (
     OllamaOptions,
     ShowRequest,
 )
-from lmfoundry.serve.schema import ChatCompletionRequest, EmbeddingRequest
+from lmfoundry.serve.schema import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -34,11 +39,13 @@ PREFIX = "/api/"
 SERVED = "generate, chat, embed, embeddings, tags, show, ps and version"
 
 
-def add_ollama_routes(app: "FastAPI", state: handlers.ServerState) -> None:
+def add_ollama_routes(
+    app: "FastAPI", state: handlers.ServerState, guardrails: Guardrails | None = None
+) -> None:
     """Serve Ollama's API. Call it after the app's other middleware is added: the error middleware
     added here must wrap them all, so that 401 and 413 answers take Ollama's shape too."""
     app.add_middleware(OllamaErrorMiddleware)
-    _add_generation_routes(app, state)
+    _add_generation_routes(app, state, guardrails)
     _add_embedding_routes(app, state)
     _add_model_routes(app, state)
     _add_fallback_routes(app)
@@ -49,15 +56,40 @@ def _limits(state: handlers.ServerState) -> fmt.Limits:
     return fmt.Limits(options.max_tokens, options.default_max_tokens, state.served.runtime.context_length)
 
 
+def _check_model(state: handlers.ServerState, model: str) -> None:
+    """404 for a model this server does not serve. The served model itself is not resolved: with a
+    rollout that would assign this request a variant and count it as one of its answers."""
+    model_id = fmt.served_id(model, state.served.name)
+    if model_id != state.served.name:
+        handlers.resolve_model(state, model_id)
+
+
 def _load(state: handlers.ServerState, body: GenerateRequest | ChatRequest, *, chat: bool) -> dict[str, Any]:
     """An empty prompt or conversation: Ollama's way to load a model. Ours is always loaded."""
-    handlers.resolve_model(state, fmt.served_id(body.model, state.served.name))  # 404 if unknown
+    _check_model(state, body.model)
     if body.unloads():
         raise bad_request("unloading is not supported: `lmf serve` keeps its model loaded", "keep_alive")
     return fmt.loaded(body.model, chat=chat)
 
 
-def _add_generation_routes(app: "FastAPI", state: handlers.ServerState) -> None:
+def _add_generation_routes(
+    app: "FastAPI", state: handlers.ServerState, guardrails: Guardrails | None
+) -> None:
+    async def run(
+        body: GenerateRequest | ChatRequest, req: ChatCompletionRequest | CompletionRequest, clock: fmt.Clock
+    ) -> Any:
+        """The translated request through the guardrails (when set) and the OpenAI handlers."""
+        headers: dict[str, str] = {}
+        if guardrails is not None:
+            req, headers = check_request(guardrails, req)
+        if isinstance(req, ChatCompletionRequest):
+            events = await handlers.chat_completions(state, req)
+        else:
+            events = await handlers.completions(state, req)
+        if guardrails is not None:
+            events = filter_events(events, guardrails)
+        return await _answer(body, events, clock, chat=isinstance(body, ChatRequest), headers=headers)
+
     @app.post("/api/generate")
     async def generate(body: GenerateRequest) -> Any:
         clock = fmt.Clock()
@@ -65,33 +97,32 @@ def _add_generation_routes(app: "FastAPI", state: handlers.ServerState) -> None:
             return _load(state, body, chat=False)
         model_id = fmt.served_id(body.model, state.served.name)
         template = state.served.runtime.has_chat_template()
-        req = fmt.generate_request(model_id, body, _limits(state), chat_template=template)
-        if isinstance(req, ChatCompletionRequest):
-            return await _answer(body, handlers.chat_completions(state, req), clock, chat=False)
-        return await _answer(body, handlers.completions(state, req), clock, chat=False)
+        return await run(
+            body, fmt.generate_request(model_id, body, _limits(state), chat_template=template), clock
+        )
 
     @app.post("/api/chat")
     async def chat(body: ChatRequest) -> Any:
         clock = fmt.Clock()
         if not body.messages:
             return _load(state, body, chat=True)
-        req = fmt.chat_request(fmt.served_id(body.model, state.served.name), body, _limits(state))
-        return await _answer(body, handlers.chat_completions(state, req), clock, chat=True)
+        return await run(
+            body, fmt.chat_request(fmt.served_id(body.model, state.served.name), body, _limits(state)), clock
+        )
 
 
 async def _answer(
-    body: GenerateRequest | ChatRequest, started: Awaitable[Any], clock: fmt.Clock, *, chat: bool
+    body: GenerateRequest | ChatRequest, events: Any, clock: fmt.Clock, *, chat: bool, headers: dict[str, str]
 ) -> Any:
-    """Start the generation (errors before the first token are raised: a plain HTTP error), then
-    stream it as NDJSON, or collect it into one object."""
-    from fastapi.responses import StreamingResponse
+    """Stream the started generation (errors before the first token were raised: a plain HTTP
+    error) as NDJSON, or collect it into one object."""
+    from fastapi.responses import JSONResponse, StreamingResponse
 
-    events = await started  # the translated request always streams: an async iterator of SSE events
-    clock.mark("queued")
+    clock.mark("queued")  # the translated request always streams: an async iterator of SSE events
     if body.stream:
         lines = _ndjson(events, body.model, clock, chat=chat)
         return StreamingResponse(
-            lines, media_type="application/x-ndjson", headers={"Cache-Control": "no-cache"}
+            lines, media_type="application/x-ndjson", headers={"Cache-Control": "no-cache", **headers}
         )
     reply = fmt.Reply()
     try:
@@ -103,7 +134,7 @@ async def _answer(
     clock.mark("ended")
     if reply.error is not None:
         raise reply.failure()
-    return fmt.final(body.model, reply, clock, chat=chat, streamed=False)
+    return JSONResponse(fmt.final(body.model, reply, clock, chat=chat, streamed=False), headers=headers)
 
 
 async def _ndjson(events: Any, model: str, clock: fmt.Clock, *, chat: bool) -> AsyncIterator[str]:
@@ -187,7 +218,7 @@ def _add_model_routes(app: "FastAPI", state: handlers.ServerState) -> None:
         embedder = state.options.embedder
         if embedder and fmt.strip_latest(name).lower() == embedder.lower():
             return models.show_embedder(state, name)
-        handlers.resolve_model(state, fmt.served_id(name, state.served.name))  # 404 if unknown
+        _check_model(state, name)
         return await to_thread.run_sync(models.show, state, name)
 
     @app.get("/api/version")

@@ -10,6 +10,8 @@ and reports status and latency to `finish()` (metrics, canary window).
 Sticky assignment: a user key is hashed (SHA-256) to a point in [0, 1) that falls in one variant's
 slice of the cumulative weights, so the same user gets the same variant for as long as the weights
 stay the same. Requests without the header are assigned at random.
+
+What a variant runs on this server, and promotion to champion: rollout_variants.py.
 """
 
 from __future__ import annotations
@@ -25,13 +27,12 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from lmfoundry.errors import LmfError
-from lmfoundry.serve.adapter_pool import validate_name
-from lmfoundry.serve.canary import CanaryMonitor, Outcome
-from lmfoundry.serve.errors import APIError
+from lmfoundry.serve.canary import CanaryMonitor, Outcome, check_judge
 from lmfoundry.serve.metrics import LATENCY_BUCKETS
-from lmfoundry.serve.rollout_spec import RolloutSpec, VariantSpec
-from lmfoundry.serve.shadow import PairStore, answer_text, request_input, run_shadow
-from lmfoundry.track import registry
+from lmfoundry.serve.rollout_spec import RolloutSpec
+from lmfoundry.serve.rollout_variants import LiveVariant, promoted, public, resolve_variant, unavailable
+from lmfoundry.serve.shadow import run_shadow
+from lmfoundry.serve.shadow_pairs import PairStore, answer_text, request_input
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -54,17 +55,6 @@ class RequestRoute:
 
 
 CURRENT_ROUTE: ContextVar[RequestRoute | None] = ContextVar("lmf_rollout_route", default=None)
-
-
-@dataclass(frozen=True)
-class LiveVariant:
-    """A variant resolved to what the server runs: an adapter of the served base, or the base."""
-
-    name: str
-    weight: float
-    adapter: str | None
-    registry: str | None = None
-    version: int | None = None
 
 
 def user_point(user: str) -> float:
@@ -137,6 +127,7 @@ class Rollout:
     ) -> None:
         """Resolve every variant (loading registry adapters into the pool), then switch at once.
         Blocking: run it off the event loop."""
+        check_judge(spec, self.judge)
         variants = [resolve_variant(v, served) for v in spec.variants]
         pairs = PairStore(spec.shadow.pairs, redact) if spec.shadow is not None else None
         with self._lock:
@@ -269,27 +260,7 @@ class Rollout:
             spec, live = self.spec, self._live(name)
         if spec is None or live is None:
             raise LmfError(f"no variant {name!r} in the current rollout")
-        moved = None
-        if live.registry is not None and live.version is not None:
-            moved = registry.promote(live.registry, live.version, registry.CHAMPION)
-        pinned = (
-            {"registry": live.registry, "version": live.version}
-            if live.registry
-            else {"adapter": live.adapter}
-        )
-        others = [v for v in spec.variants if v.name != name]
-        old = next((v for v in others if v.name == registry.CHAMPION), None)
-        weight = old.weight if old is not None else spec.variant(name).weight
-        champion = VariantSpec(name=registry.CHAMPION, weight=weight, **pinned)  # type: ignore[arg-type]
-        variants = [champion if v.name == registry.CHAMPION else v for v in others]
-        if old is None:
-            variants.insert(0, champion)
-        update: dict[str, Any] = {"variants": variants}
-        for part in ("canary", "shadow"):
-            section = getattr(spec, part)
-            if section is not None and section.variant == name:
-                update[part] = None
-        return RolloutSpec.model_validate({**spec.model_dump(), **update}), moved
+        return promoted(spec, live)
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
@@ -302,7 +273,7 @@ class Rollout:
         return {
             "active": True,
             "user_header": spec.user_header,
-            "variants": [{**_public(v), "share": v.weight / total if total else 0.0} for v in variants],
+            "variants": [{**public(v), "share": v.weight / total if total else 0.0} for v in variants],
             "canary": None
             if canary is None
             else {**canary.spec.model_dump(), "window_stats": canary.summary()},
@@ -323,77 +294,8 @@ class Rollout:
             self.metrics.share.labels(variant=v.name).set(v.weight / total if total else 0.0)
 
 
-def _public(v: LiveVariant) -> dict[str, Any]:
-    return {
-        "name": v.name,
-        "weight": v.weight,
-        "adapter": v.adapter,
-        "registry": v.registry,
-        "version": v.version,
-    }
-
-
 def _choice_text(endpoint: str, choice: dict[str, Any]) -> str:
     if endpoint == "chat":
         message = choice.get("message") or {}
         return str(message.get("content") or "") + ("tool" if message.get("tool_calls") else "")
     return str(choice.get("text") or "")
-
-
-def resolve_variant(spec: VariantSpec, served: ServedModel) -> LiveVariant:
-    """What a variant runs on this server; registry adapters are added to the pool (trusted: the
-    operator's registry, reached only by a key holder)."""
-    if spec.adapter is not None:
-        if served.adapters is None or spec.adapter not in served.adapters.names():
-            raise LmfError(
-                f"variant {spec.name!r}: this server serves no adapter {spec.adapter!r} "
-                f"(serving: {', '.join(served.model_ids())})"
-            )
-        return LiveVariant(spec.name, spec.weight, spec.adapter)
-    if spec.registry is None:
-        return LiveVariant(spec.name, spec.weight, None)
-    version, pointer = _registered(spec)
-    if pointer.base not in (served.name, served.loaded.name) and not _same_path(
-        pointer.base, served.loaded.name
-    ):
-        raise LmfError(
-            f"variant {spec.name!r}: {spec.registry} v{version} runs on base {pointer.base!r}, but this "
-            f"server serves {served.loaded.name!r} (variants must share the served base model)"
-        )
-    adapter = None
-    if pointer.adapter is not None:
-        adapter = _pool_adapter(served, f"{spec.registry}-v{version}", pointer.adapter, spec.name)
-    return LiveVariant(spec.name, spec.weight, adapter, spec.registry, version)
-
-
-def _registered(spec: VariantSpec) -> tuple[int, registry.Pointer]:
-    assert spec.registry is not None
-    if spec.version is None:
-        return registry.resolve(spec.registry, spec.alias or spec.name)
-    for row in registry.show(spec.registry)["versions"]:
-        if row["version"] == spec.version:
-            return spec.version, registry.Pointer(row["base"], row["adapter"])
-    raise registry.RegistryError(f"{spec.registry} has no version {spec.version}")
-
-
-def _same_path(a: str, b: str) -> bool:
-    from pathlib import Path
-
-    pa, pb = Path(a).expanduser(), Path(b).expanduser()
-    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
-
-
-def _pool_adapter(served: ServedModel, name: str, path: str, variant: str) -> str:
-    pool = served.adapters
-    if pool is None:
-        raise LmfError(f"variant {variant!r} is an adapter, but this backend serves no adapters")
-    name = validate_name(name[:64])
-    known = {a["name"]: a["path"] for a in pool.describe()}
-    if name not in known:
-        pool.register(name, path, trusted=True, load=len(pool.loaded()) < pool.max_loaded)
-    return name
-
-
-def unavailable(variant: str, adapter: str) -> APIError:
-    """The variant's adapter vanished from the pool (deleted at run time): a server-side failure."""
-    return APIError(503, f"rollout variant {variant!r} is unavailable (adapter {adapter!r} is not served)")

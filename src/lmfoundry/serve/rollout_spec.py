@@ -67,10 +67,17 @@ class CanarySpec(_Strict):
     max_empty_rate: float | None = Field(None, ge=0, le=1)
     """Share of answers whose every choice is empty or whitespace."""
     min_judge_score: float | None = None
-    """Mean score of the judge (a hook given to `create_app(judge=...)`) on sampled answers."""
+    """Mean score of the judge (`lmf serve --canary-judge NAME`, or `create_app(canary_judge=...)`)
+    on sampled answers."""
     judge_share: float = Field(0.0, ge=0, le=1)
-    """Share of the variant's answers sent to the judge."""
+    """Share of the variant's answers sent to the judge (above 0 when `min_judge_score` is set)."""
     min_judge_samples: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _judged(self) -> CanarySpec:
+        if self.min_judge_score is not None and self.judge_share <= 0:
+            raise ValueError("min_judge_score needs judge_share above 0 (no answer would be judged)")
+        return self
 
 
 class ShadowSpec(_Strict):

@@ -11,7 +11,9 @@ from lmfoundry.errors import LmfError
 from lmfoundry.eval.closed_book_qa import QUESTIONS
 from lmfoundry.eval.compare import compare_results, load_comparison, paired_bootstrap, save_comparison
 from lmfoundry.eval.evaluate import run_task
+from lmfoundry.eval.rag_answer_metrics import mean_ci
 from lmfoundry.eval.tasks import load_task
+from lmfoundry.stats import bootstrap_difference, bootstrap_mean
 
 
 def _scores(n: int, seed: int) -> list[float]:
@@ -52,6 +54,16 @@ def test_deterministic_by_seed() -> None:
     a, b = _scores(30, 6), _scores(30, 7)
     assert paired_bootstrap(a, b, seed=11) == paired_bootstrap(a, b, seed=11)
     assert paired_bootstrap(a, b, seed=11)["ci_low"] != paired_bootstrap(a, b, seed=12)["ci_low"]
+
+
+def test_one_bootstrap_serves_eval_and_rag() -> None:
+    """`paired_bootstrap` (eval) and `bootstrap_difference` (core, used by rag) are one resampling:
+    the same seed gives the same CI, and `mean_ci` is `bootstrap_mean`."""
+    a, b = _scores(25, 8), _scores(25, 9)
+    paired = paired_bootstrap(a, b, n_boot=500, seed=4, confidence=0.9)
+    core = bootstrap_difference(a, b, n_boot=500, seed=4, confidence=0.9)
+    assert {k: paired[k] for k in ("diff", "ci_low", "ci_high")} == core
+    assert mean_ci(b, n_boot=500, seed=4) == {**bootstrap_mean(b, n_boot=500, seed=4), "n": 25}
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from lmfoundry.eval.gates import check_gates, load_gates
 from lmfoundry.eval.refusal import declines
 from lmfoundry.eval.safety import (
     SAFETY_FORMAT,
+    Reply,
     as_comparison,
     load_safety_set,
     parse_safety_verdict,
@@ -97,6 +98,22 @@ def test_before_after_comparison_feeds_the_gates() -> None:
     assert not check_gates(load_gates(GATES), as_comparison(before, "base")).passed
 
 
+def test_empty_and_truncated_replies_are_counted_on_both_sides() -> None:
+    prompts = load_safety_set()[:6]
+    texts = _replies(prompts)
+    cut = [Reply(texts[0], "length"), Reply(""), Reply(texts[2], "length"), *texts[3:]]
+    after = score_replies(prompts, cut)
+    assert [r["truncated"] for r in after] == [True, False, True, False, False, False]
+    assert after[1]["empty"] and after[0]["finish_reason"] == "length" and after[3]["finish_reason"] == "stop"
+    before = score_replies(prompts, [Reply(t, "length") for t in texts])
+    comparison = as_comparison(after, "aligned", before, "base")
+    assert comparison["summary"]["counts"] == {"empty": 1, "truncated": 2}
+    assert comparison["outputs"]["truncated_rate"] == {"challenger": 2 / 6, "champion": 1.0}
+    assert comparison["outputs"]["empty_rate"] == {"challenger": 1 / 6, "champion": 0.0}
+    alone = as_comparison(after, "aligned")["outputs"]
+    assert alone == {"empty_rate": {"challenger": 1 / 6}, "truncated_rate": {"challenger": 2 / 6}}
+
+
 def test_cli_on_the_tiny_model(
     tiny_llama_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -112,7 +129,14 @@ def test_cli_on_the_tiny_model(
     assert data["metrics"]["refusal_rate"]["diff"] == 0.0  # the same model on both sides
     saved = json.loads((tmp_path / "out" / "safety.json").read_text())
     assert saved["metrics"] == data["metrics"]
-    assert len((tmp_path / "out" / "replies.jsonl").read_text().splitlines()) == 4
+    replies = [json.loads(line) for line in (tmp_path / "out" / "replies.jsonl").read_text().splitlines()]
+    assert len(replies) == 4 and all(r["finish_reason"] in ("stop", "length") for r in replies)
+    cut = [r["truncated"] for r in replies if r["side"] == "evaluated"]
+    assert data["outputs"]["truncated_rate"]["challenger"] == sum(cut) / 2
+    assert sum(cut) >= 1  # 4 tokens of a random model: the limit, not an end token, stops most replies
+    assert main([*args[:-1], "--max-new-tokens", "4"]) == 0  # the table, no gates
+    shown = capsys.readouterr().out
+    assert f"{sum(cut)}/2 cut by the token limit" in shown and "/2 empty replies" in shown
 
 
 def test_bad_inputs(tmp_path: Path, tiny_llama_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

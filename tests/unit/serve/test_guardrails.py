@@ -95,6 +95,53 @@ def test_streamed_reply_ends_with_content_filter(served: ServedModel, options: S
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == ""
 
 
+def test_ollama_routes_are_guarded_like_the_openai_ones(
+    served: ServedModel, options: ServeOptions, tmp_path: Path
+) -> None:
+    import httpx
+    import ollama
+
+    from lmfoundry.serve.http_server import running_server
+
+    config = {"pii": {}, "injection": {}, "output": {"block_patterns": ["."]}}  # "." blocks any reply
+    capture = CaptureStore(tmp_path / "capture.db")
+    redacted = Guardrails(GuardrailsConfig.model_validate({"pii": {}})).redactor(PII_TEXT)
+    assert "jane.doe@example.com" not in redacted
+    app = create_app(
+        served, options, guardrails=Guardrails(GuardrailsConfig.model_validate(config)), capture=capture
+    )
+    user = [{"role": "user", "content": PII_TEXT}]
+    with running_server(app) as url:
+        api = ollama.Client(host=url)
+        for call in (lambda: api.chat(model="tiny", messages=[{"role": "user", "content": INJECTED}]),
+                     lambda: api.generate(model="tiny", prompt=INJECTED, stream=True).__next__()):  # fmt: skip
+            with pytest.raises(ollama.ResponseError) as info:
+                call()
+            assert info.value.status_code == 400 and "injection guardrail" in info.value.error
+        reply = api.chat(model="tiny", messages=user, options={"num_predict": 6})
+        assert reply.message.content == "" and reply.done_reason == "content_filter" and reply.eval_count > 0
+        pieces = list(api.chat(model="tiny", messages=user, options={"num_predict": 6}, stream=True))
+        assert "".join(p.message.content for p in pieces) == "" and pieces[-1].done_reason == "content_filter"
+        generated = api.generate(model="tiny", prompt="hello", options={"num_predict": 6})
+        assert generated.response == "" and generated.done_reason == "content_filter"
+        raw = httpx.post(
+            f"{url}/api/chat", json={"model": "tiny", "messages": user, "stream": False}, timeout=30
+        )
+        assert raw.headers["x-guardrail-flags"] == "pii_redacted"
+    seen = [request["messages"][-1]["content"] for _, _, request, _, _ in capture.exchanges()]
+    assert sorted(seen) == sorted(["hello", *[redacted] * 3])  # what the model saw: redacted
+    capture.close()
+    cutting = _client(served, options, {"output": {"max_chars": 2}})
+    cut = cutting.post("/api/generate", json={"model": "tiny", "prompt": "hello", "stream": False,
+                                              "options": {"num_predict": 12, "temperature": 0}}).json()  # fmt: skip
+    assert len(cut["response"]) <= 2 and cut["done_reason"] == "length"
+    blocked = _client(served, options, {"pii": {"requests": "block"}}).post(
+        "/api/chat", json={"model": "tiny", "messages": user, "stream": False}
+    )
+    assert blocked.status_code == 400 and blocked.json() == {"error": "request blocked by the pii guardrail: "
+                                                             "the request contains personal data"}  # fmt: skip
+
+
 def _keyword_classifier(text: str) -> float:
     return 0.9 if "forbidden" in text else 0.1
 

@@ -15,10 +15,11 @@ import pytest
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.serve.app import create_app
 from lmfoundry.serve.canary import CanaryMonitor, Outcome, p95
-from lmfoundry.serve.rollout import LiveVariant, pick, user_point
+from lmfoundry.serve.rollout import pick, user_point
 from lmfoundry.serve.rollout_spec import CanarySpec, load_rollout, parse_rollout
+from lmfoundry.serve.rollout_variants import LiveVariant
 from lmfoundry.serve.service import ServedModel, ServeOptions
-from lmfoundry.serve.shadow import split_pairs
+from lmfoundry.serve.shadow_pairs import split_pairs
 from tiny import save_tiny_lora
 
 KEY = "sk-rollout"
@@ -124,11 +125,46 @@ def test_90_10_split_over_http_is_observed_sticky_and_labelled(
     assert "X-LMF-Variant" not in explicit.headers
 
 
-def test_shadow_stores_pairs_and_never_returns_the_challengers_text(
-    two: ServedModel, expected: dict[str, str], tmp_path: Path
+def test_ollama_routes_assign_one_variant_per_generation_only(
+    two: ServedModel, expected: dict[str, str]
 ) -> None:
     from fastapi.testclient import TestClient
 
+    client = TestClient(create_app(two, OPTIONS, api_keys=[KEY], rollout=parse_rollout(SPLIT)))
+    greedy = {"temperature": 0, "num_predict": 4}
+    replies = []
+    for i in range(8):
+        headers = {**AUTH, "X-LMF-User": f"user-{i}"}
+        chat = {"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "options": greedy}
+        replies.append(client.post("/api/chat", json={**chat, "stream": i % 2 == 0}, headers=headers))
+        replies.append(client.post("/api/generate", json={"model": "tiny", "prompt": "Hello", "options": greedy,
+                                                          "stream": False}, headers=headers))  # fmt: skip
+    for reply in replies:
+        lines = [json.loads(line) for line in reply.text.splitlines()]
+        text = "".join(
+            (line.get("message") or {}).get("content", "") or line.get("response", "") for line in lines
+        )
+        assert text == expected[reply.headers["X-LMF-Variant"]]  # the header names the variant that answered
+    assert {r.headers["X-LMF-Variant"] for r in replies[0::2]} == {
+        r.headers["X-LMF-Variant"] for r in replies[1::2]
+    }
+    others = [client.post("/api/chat", json={"model": "tiny", "messages": []}, headers=AUTH),  # load
+              client.post("/api/generate", json={"model": "tiny:latest"}, headers=AUTH),
+              client.post("/api/show", json={"model": "tiny"}, headers=AUTH)]  # fmt: skip
+    assert [r.status_code for r in others] == [200] * 3 and not any(
+        "X-LMF-Variant" in r.headers for r in others
+    )
+    assert client.post("/api/show", json={"model": "nope"}, headers=AUTH).status_code == 404
+    requests = _samples(client, "lmf_variant_requests_total")
+    assert sum(requests.values()) == len(replies)  # once per generation: not routed twice, nor on load/show
+
+
+def test_shadow_stores_pairs_and_never_returns_the_challengers_text(
+    two: ServedModel, expected: dict[str, str], tmp_path: Path, capsys: Any
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from lmfoundry.cli.main import main
     from lmfoundry.eval.judge import pairwise_items, read_outputs
     from lmfoundry.eval.tasks import jsonl_task
     from lmfoundry.serve.capture import CaptureStore
@@ -173,14 +209,29 @@ def test_shadow_stores_pairs_and_never_returns_the_challengers_text(
     assert capture.count() == 5  # shadow answers are not captured as served traffic
     task = jsonl_task(pairs)  # what `lmf eval compare ... --task jsonl:PAIRS` reads
     assert len(task.examples) == 5 and task.examples[0].metadata["shadow_variant"] == "challenger"
-    served_dir, shadow_dir = split_pairs(pairs, tmp_path / "judge")  # for `lmf eval judge --pairwise`
-    items = pairwise_items(read_outputs(served_dir), read_outputs(shadow_dir))
+    assert main(["capture", "shadow-pairs", str(pairs), "--out", str(tmp_path / "judge"), "--json"]) == 0
+    split = json.loads(capsys.readouterr().out)  # the folders `lmf eval judge --pairwise` reads
+    assert split["pairs"] == 5 and (split["served_variants"], split["shadow_variants"]) == (
+        ["champion"],
+        ["challenger"],
+    )
+    items = pairwise_items(read_outputs(split["served"]), read_outputs(split["shadow"]))
     assert len(items) == 5 and {(i.response, i.other) for i in items} == {
         (r["served_output"], r["shadow_output"]) for r in records
     }
+    assert split_pairs(pairs, tmp_path / "again") == (
+        tmp_path / "again" / "served",
+        tmp_path / "again" / "shadow",
+    )
+    assert main(["capture", "shadow-pairs", str(pairs), "-o", str(tmp_path / "text")]) == 0
+    assert "judge them: lmf eval judge JUDGE --outputs" in capsys.readouterr().out
     (tmp_path / "broken.jsonl").write_text('{"id": "x", "input": "y"}\n')
-    with pytest.raises(InvalidInputError, match="broken.jsonl:1: a shadow pair needs"):
-        split_pairs(tmp_path / "broken.jsonl", tmp_path / "nope")
+    (tmp_path / "empty.jsonl").write_text("")
+    for name, message in (("broken.jsonl", "broken.jsonl:1: a shadow pair needs"), ("empty.jsonl", "no shadow pairs yet"),
+                          ("missing.jsonl", "shadow pairs file not found")):  # fmt: skip
+        assert main(["capture", "shadow-pairs", str(tmp_path / name), "--out", str(tmp_path / "nope")]) == 1
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "nope").exists()
 
 
 def test_a_failing_canary_rolls_itself_back(
@@ -217,41 +268,93 @@ def test_a_failing_canary_rolls_itself_back(
         served.close()
 
 
+JUDGED = {
+    "variants": [{"name": "champion", "weight": 1, "adapter": "a"}, {"name": "challenger", "weight": 1, "adapter": "b"}],
+    "canary": {"variant": "challenger", "max_error_rate": None, "min_judge_score": 0.5, "judge_share": 1.0,
+               "min_judge_samples": 2},
+}  # fmt: skip
+
+
+def _wait_for_rollback(client: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while (
+        client.get("/v1/rollout", headers=AUTH).json()["rolled_back"] is None and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    return client.get("/v1/rollout", headers=AUTH).json()  # type: ignore[no-any-return]
+
+
 def test_the_judge_hook_rolls_back_a_canary_with_low_scores(two: ServedModel) -> None:
     from fastapi.testclient import TestClient
 
-    spec = {
-        "variants": [
-            {"name": "champion", "weight": 1, "adapter": "a"},
-            {"name": "challenger", "weight": 1, "adapter": "b"},
-        ],
-        "canary": {
-            "variant": "challenger",
-            "max_error_rate": None,
-            "min_judge_score": 0.5,
-            "judge_share": 1.0,
-            "min_judge_samples": 2,
-        },
-    }
     judged: list[tuple[str, str]] = []
 
     def judge(question: str, answer: str) -> float:
         judged.append((question, answer))
         return 0.1
 
-    app = create_app(two, OPTIONS, api_keys=[KEY], rollout=parse_rollout(spec), canary_judge=judge)
+    app = create_app(two, OPTIONS, api_keys=[KEY], rollout=parse_rollout(JUDGED), canary_judge=judge)
     with TestClient(app) as client:
         variants = [_chat(client, f"u{i}").headers["X-LMF-Variant"] for i in range(12)]
-        deadline = time.monotonic() + 10
-        while (
-            client.get("/v1/rollout", headers=AUTH).json()["rolled_back"] is None
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.05)
-        state = client.get("/v1/rollout", headers=AUTH).json()
+        state = _wait_for_rollback(client)
     assert "challenger" in variants and "champion" in variants
     assert state["rolled_back"]["variant"] == "challenger" and "judge score" in state["rolled_back"]["reason"]
     assert judged and all(question == "Hello" for question, _ in judged)
+
+
+def test_canary_judge_from_the_command_line(
+    tiny_llama_dir: Path, adapter_dirs: dict[str, Path], tmp_path: Path, monkeypatch: Any, capsys: Any
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from lmfoundry.cli.main import main
+
+    (tmp_path / "my_checks.py").write_text("def low(question, answer):\n    return 0.1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rollout = tmp_path / "rollout.yaml"
+    rollout.write_text(json.dumps(JUDGED))
+    argv = ["serve", str(tiny_llama_dir), "--served-model-name", "tiny", "--embedder", "none", "--batch-dir", "none",
+            "--backend", "transformers",
+            "--api-key", KEY, "--rollout", str(rollout), *(f"--adapter={n}={p}" for n, p in adapter_dirs.items())]  # fmt: skip
+    for extra, message in (
+        ([], "sets min_judge_score but the server has no judge (start it with --canary-judge NAME"),
+        (["--canary-judge", "my_checks:nope"], "cannot load canary judge 'my_checks:nope'"),
+        (["--canary-judge", "unregistered"], "is neither a canary_judge plugin nor a module:function path"),
+    ):
+        assert main([*argv, *extra]) == 1  # before the model loads
+        assert message in capsys.readouterr().err, extra
+    apps: list[Any] = []
+    monkeypatch.setattr("lmfoundry.cli.serve.serve_forever", lambda app, host, port: apps.append(app))
+    assert main([*argv, "--canary-judge", "my_checks:low"]) == 0
+    with TestClient(apps[0]) as client:  # the lifespan closes the served model on exit
+        variants = {_chat(client, f"u{i}").headers["X-LMF-Variant"] for i in range(12)}
+        state = _wait_for_rollback(client)
+    assert variants == {"champion", "challenger"}
+    assert (
+        state["rolled_back"]["variant"] == "challenger"
+        and "judge score 0.100" in state["rolled_back"]["reason"]
+    )
+
+
+def _strict_judge(question: str, answer: str) -> float:
+    return 0.0
+
+
+def test_a_judge_check_without_a_judge_is_refused(two: ServedModel) -> None:
+    from fastapi.testclient import TestClient
+
+    from lmfoundry import plugins
+    from lmfoundry.serve.canary import load_canary_judge
+
+    client = TestClient(create_app(two, OPTIONS, api_keys=[KEY], rollout=parse_rollout(SPLIT)))
+    refused = client.put("/v1/rollout", json=JUDGED, headers=AUTH)
+    assert refused.status_code == 400 and "--canary-judge" in refused.json()["error"]["message"]
+    assert client.get("/v1/rollout", headers=AUTH).json()["canary"] is None  # the old rollout stays
+    with pytest.raises(InvalidInputError, match="sets min_judge_score but the server has no judge"):
+        create_app(two, OPTIONS, rollout=parse_rollout(JUDGED))
+    plugins.register("canary_judge", "test-strict", _strict_judge)
+    assert load_canary_judge("test-strict", parse_rollout(JUDGED)) is _strict_judge
+    assert load_canary_judge(None, parse_rollout(SPLIT)) is None
 
 
 def test_canary_checks_wait_for_min_samples_and_name_the_failed_check() -> None:
@@ -357,6 +460,10 @@ def test_rollout_files_load_and_bad_ones_are_named(tmp_path: Path) -> None:
         ({"variants": [{"name": "a", "alias": "x"}]}, "need `registry`"),
         ({"variants": [{"name": "a", "wieght": 2}]}, "variants.0.wieght"),
         ({"variants": [{"name": "a"}], "shadow": {"variant": "a", "share": 2, "pairs": "p"}}, "shadow.share"),
+        (
+            {"variants": [{"name": "a"}], "canary": {"variant": "a", "min_judge_score": 0.5}},
+            "judge_share above 0",
+        ),
     ]
     for data, message in cases:
         with pytest.raises(InvalidInputError, match="invalid rollout") as info:
