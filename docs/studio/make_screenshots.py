@@ -5,12 +5,15 @@ pulled, its LoRA run, the evaluation with CIs, the gate, the registry's champion
 RAG store). Nothing in that home is changed: the registry and the store are copied to a temporary home,
 the model folder is linked, and runs are read where they are.
 
-    .venv/bin/python docs/studio/make_screenshots.py --home /path/to/demo/home
+    .venv/bin/python docs/studio/make_screenshots.py --home /path/to/demo/home [--pages chat,models]
+
+The Models page quantizes the packaged model to GGUF Q4_K_M into the temporary home (a minute).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -32,6 +35,30 @@ DIALOGUE = (
     "#Person2#: Yes, at the Italian place near the station, 7 pm, for four people.\n"
     "#Person1#: Great, I'll tell Anna and Tom."
 )
+PLACE = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 30},
+        "country": {"type": "string", "maxLength": 30},
+    },
+    "required": ["city", "country"],
+}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "maxLength": 30},
+                "unit": {"enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city", "unit"],
+            "additionalProperties": False,
+        },
+    },
+}
 CHROMIUM = "/usr/bin/chromium"
 WAIT_MS = 600_000
 
@@ -82,13 +109,39 @@ def chat(page: Any, url: str) -> None:
     page.fill("#chat-max-tokens", "80")
     page.fill("#chat-input", QUESTION)
     page.click("#chat-submit")
-    page.wait_for_selector(".msg.assistant .sources", timeout=WAIT_MS)
     page.wait_for_selector("#chat-submit:enabled", timeout=WAIT_MS)
+    # the sources settle once the answer is attributed: the documents it draws on first
+    page.wait_for_selector(".msg.assistant .sources:not(:has-text('Retrieved:'))", timeout=WAIT_MS)
     shoot(page, "chat-rag")
-    page.click(".msg.assistant .sources button[data-doc='0']")
+    page.click(".msg.assistant .sources > button.source")
     page.wait_for_selector("#chunk-dialog[open]")
     shoot(page, "chat-citation")
     page.keyboard.press("Escape")
+
+
+def structured(page: Any, url: str) -> None:
+    """JSON-schema and tools replies, in a fresh browser context (its own conversation)."""
+    context = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(f"{url}/ui#chat")
+    page.wait_for_selector(f"#chat-model option[value='{MODEL}']", state="attached")
+    page.fill("#chat-temperature", "0")
+    page.select_option("#chat-format", "json")
+    page.fill("#chat-schema", json.dumps(PLACE))
+    page.fill("#chat-input", "Where is the Eiffel Tower? Answer with the city and the country.")
+    page.click("#chat-submit")
+    page.wait_for_selector(".msg.assistant .verdict", timeout=WAIT_MS)
+    shoot(page, "chat-json")
+    page.select_option("#chat-format", "tools")
+    page.fill("#chat-tools", json.dumps([WEATHER]))
+    page.select_option("#chat-tool-choice", "required")
+    page.fill("#chat-input", "What is the weather like in Paris today?")
+    page.click("#chat-submit")
+    page.wait_for_selector(".msg.assistant .call", timeout=WAIT_MS)
+    page.wait_for_selector("#chat-submit:enabled", timeout=WAIT_MS)
+    shoot(page, "chat-tools")
+    context.close()
 
 
 def arena(page: Any, url: str) -> None:
@@ -123,7 +176,16 @@ def runs(page: Any, url: str) -> None:
 def models(page: Any, url: str) -> None:
     page.goto(f"{url}/ui#models")
     page.wait_for_selector("#server-table tbody tr")
-    page.wait_for_selector("#store-table tbody tr")
+    page.wait_for_selector(f"button.quantize[data-model='{MODEL}']")
+    page.click(f"button.quantize[data-model='{MODEL}']")
+    page.select_option("#quantize-method", "gguf-q4_k_m")
+    page.click("#quantize-run")
+    page.wait_for_selector("#quantize-stage:has-text('stage 2 of 3')", timeout=WAIT_MS)
+    shoot(page, "models-quantize")
+    page.wait_for_selector("#quantize-stage:has-text('created')", timeout=WAIT_MS)
+    page.wait_for_selector("#store-table tr.new")
+    page.wait_for_selector("#model-detail:not([hidden])")
+    page.wait_for_selector("#quantize-run:enabled")
     shoot(page, "models-dashboard")
 
 
@@ -134,12 +196,28 @@ def narrow(page: Any, url: str) -> None:
     shoot(page, "chat-narrow")
 
 
+PAGES = {
+    "chat": chat,
+    "structured": structured,
+    "arena": arena,
+    "runs": runs,
+    "models": models,
+    "narrow": narrow,
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--home", type=Path, default=Path(os.environ.get("LMF_HOME", "~/.cache/lmfoundry")))
+    parser.add_argument(
+        "--pages", default=",".join(PAGES), help=f"which shots to take (default all: {','.join(PAGES)})"
+    )
     args = parser.parse_args()
+    unknown = set(args.pages.split(",")) - set(PAGES)
+    if unknown:
+        parser.error(f"unknown pages {sorted(unknown)} (known: {', '.join(PAGES)})")
     demo = args.home.expanduser().resolve()
     if not (demo / "pipelines" / "quickstart" / "state.json").is_file():
         parser.error(f"{demo} holds no quickstart pipeline: run `make demo` with LMF_HOME={demo} first")
@@ -158,11 +236,8 @@ def main() -> int:
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             page = context.new_page()
             page.set_default_timeout(60_000)
-            chat(page, url)
-            arena(page, url)
-            runs(page, url)
-            models(page, url)
-            narrow(page, url)
+            for name in args.pages.split(","):
+                PAGES[name](page, url)
             browser.close()
     finally:
         shutil.rmtree(home, ignore_errors=True)

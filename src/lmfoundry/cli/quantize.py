@@ -199,8 +199,11 @@ _REPORT_METRICS = ("size_bytes", "bits_per_param", "bits_per_param_overall", "pe
 
 
 def _metric_key(name: str) -> str:
-    """A model name as an MLflow metric prefix (no ':' or other characters MLflow rejects)."""
-    return re.sub(r"[^A-Za-z0-9_./ -]", "_", name)
+    """A model name as an MLflow metric prefix: a file path by its file name (MLflow refuses names
+    that resolve to other paths, e.g. absolute ones), other characters MLflow rejects replaced."""
+    if "/" in name:
+        name = Path(name).name
+    return re.sub(r"[^A-Za-z0-9_. -]", "_", name)
 
 
 def _track_quantize(

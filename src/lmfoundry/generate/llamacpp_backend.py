@@ -15,6 +15,8 @@ from typing import Any
 from lmfoundry.errors import LmfError
 from lmfoundry.generate.chat_template import render_chat
 from lmfoundry.generate.constraints import TokenConstraint, compile_for, llamacpp_lltokenizer
+from lmfoundry.generate.llamacpp_batched import LlamaBatchedDecoder
+from lmfoundry.generate.prompt_lookup import greedy_stream
 from lmfoundry.models.load import ResolvedModel
 from lmfoundry.plugins import require
 from lmfoundry.types import Constraint, Message, SamplingParams
@@ -35,15 +37,14 @@ class LlamaCppBackend:
         speculative: str | None = None,
     ) -> None:
         llama_cpp = require("llama_cpp", extra="llamacpp", package="llama-cpp-python")
-        draft = prompt_lookup_draft() if speculative == "prompt-lookup" else None
+        self.speculative = speculative
+        self._lookup: Any = None
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(gguf_path),
                 n_ctx=n_ctx,
                 n_threads=threads or os.cpu_count() or 2,
                 lora_path=str(lora_path) if lora_path else None,
-                draft_model=draft,
-                logits_all=draft is not None,  # verifying a draft reads the logits of every drafted row
                 # llama.cpp's own tools default to flash attention where the backend has it;
                 # llama-cpp-python defaults it off. A 16-row decode step measured ~20% faster with it
                 flash_attn=True,
@@ -86,6 +87,14 @@ class LlamaCppBackend:
         )
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
+    def _lookup_decoder(self) -> LlamaBatchedDecoder:
+        """A one-row context for prompt-lookup decoding (made on first use, kept)."""
+        if self._lookup is None:
+            self._lookup = LlamaBatchedDecoder(
+                self.llm, max_rows=1, row_context=self.context_length, scoring=False
+            )
+        return self._lookup  # type: ignore[no-any-return]
+
     def constrain(self, constraint: Constraint) -> TokenConstraint:
         """A fresh grammar state for one generation (InvalidInputError names a bad constraint)."""
         with self._lltokenizer_lock:
@@ -99,6 +108,9 @@ class LlamaCppBackend:
         if params.max_new_tokens == 0:
             return
         grammar = self.constrain(params.constraint) if params.constraint else None
+        if self.speculative and grammar is None and params.greedy and params.repetition_penalty == 1.0:
+            yield from greedy_stream(self._lookup_decoder(), prompt_ids, params.max_new_tokens, self.eos_ids)
+            return
         processors = None
         if grammar is not None:
             import llama_cpp
@@ -122,22 +134,6 @@ class LlamaCppBackend:
                 return
 
 
-PROMPT_LOOKUP_TOKENS = 2
-"""Tokens drafted per step from the prompt's n-grams. Few, because a small model's CPU decode is
-compute-bound: verifying k drafted tokens costs about k single-token passes on F16 weights, so long
-drafts waste more on rejections than they save (measured 2 > 3 > 10 in docs/benchmarks.md)."""
-
-
-def prompt_lookup_draft() -> Any:
-    """Prompt-lookup (n-gram) speculative decoding: draft the tokens that followed the last n-gram
-    where it last occurred in the context. No second model; llama.cpp keeps only the drafted tokens
-    its own sampler picks, so greedy output changes only if the batched verification pass rounds
-    differently from a single-token pass (identical on the float16 GGUF in our tests; not on Q8_0)."""
-    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
-
-    return LlamaPromptLookupDecoding(max_ngram_size=2, num_pred_tokens=PROMPT_LOOKUP_TOKENS)
-
-
 def _eog_ids(llm: Any) -> set[int]:
     """End-of-generation ids beyond EOS (e.g. <|im_end|>, <end_of_turn>), from the vocabulary."""
     ids: set[int] = set()
@@ -156,7 +152,7 @@ def load_backend(
     speculative: str | None = None,
 ) -> LlamaCppBackend:
     """The `llama_cpp` backend plugin: the model's GGUF file, with at most one GGUF LoRA adapter
-    (`speculative="prompt-lookup"`: n-gram drafting, see `prompt_lookup_draft`)."""
+    (`speculative="prompt-lookup"`: n-gram drafting for greedy requests, generate/prompt_lookup.py)."""
     if resolved.gguf is None:
         raise LmfError(
             f"{resolved.name} has no GGUF file for the llama_cpp backend (use --backend transformers)"

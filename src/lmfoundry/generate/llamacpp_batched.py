@@ -65,7 +65,14 @@ class LlamaBatchedDecoder:
     thread uses it. `close()` frees the context (the model stays with `llm`)."""
 
     def __init__(
-        self, llm: Any, *, max_rows: int, row_context: int, n_batch: int = 512, prefix_cache: int = 0
+        self,
+        llm: Any,
+        *,
+        max_rows: int,
+        row_context: int,
+        n_batch: int = 512,
+        prefix_cache: int = 0,
+        scoring: bool = True,
     ) -> None:
         from llama_cpp import _internals
 
@@ -78,10 +85,13 @@ class LlamaBatchedDecoder:
         """How many finished sequences to keep for prefix reuse (0 = none)."""
         self.cached: OrderedDict[int, list[int]] = OrderedDict()
         """seq id -> tokens of a finished sequence kept for its prefix, oldest first."""
-        n_seq = max_rows + prefix_cache + 1
-        self._score_id = n_seq - 1
-        """A sequence kept free for `score` (teacher-forced log-probabilities between steps)."""
-        self._free_ids = list(range(n_seq - 1))
+        if prefix_cache and not scoring:
+            raise LmfError("a prefix cache needs the scoring sequence (its scratch space for swaps)")
+        n_seq = max_rows + prefix_cache + int(scoring)
+        self._score_id = n_seq - 1 if scoring else -1
+        """A sequence kept free for `score` (teacher-forced log-probabilities between steps) and as
+        scratch space for `_swap`; -1 without `scoring` (then rows never swap with prefixes)."""
+        self._free_ids = list(range(max_rows + prefix_cache))
         params = _context_params(llm, n_seq, row_context, self.n_batch)
         self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self.row_context = int(self.ctx.n_ctx()) // n_seq
@@ -185,6 +195,8 @@ class LlamaBatchedDecoder:
         import llama_cpp
         import numpy as np
 
+        if self._score_id < 0:
+            raise LmfError("this decoder keeps no scoring sequence (scoring=False)")
         if not 0 < len(ids) <= self.row_context:
             raise LmfError(
                 f"scoring holds 1 to {self.row_context} tokens per sequence, got {len(ids)} "
@@ -238,6 +250,29 @@ class LlamaBatchedDecoder:
         self._move(a, self._score_id)  # the scoring sequence is free between steps
         self._move(b, a)
         self._move(self._score_id, b)
+
+    def feed(self, tokens: list[int]) -> np.ndarray:
+        """Feed several tokens to the only row (verifying a speculative draft): their logits
+        [len(tokens), vocab] (a copy); `rewind` drops the ones rejected."""
+        import numpy as np
+
+        (row,) = self.rows
+        if len(row.tokens) + len(tokens) > self.row_context:
+            raise LmfError(f"a batched row ran past its {self.row_context} KV positions")
+        self._batch.reset()
+        for offset, token in enumerate(tokens):
+            self._add(token, len(row.tokens) + offset, row.seq_id, logits=True)
+        self._decode()
+        row.tokens.extend(tokens)
+        return np.array(self._logits(len(tokens)))
+
+    def rewind(self, length: int) -> None:
+        """Keep the first `length` tokens of the only row (its KV after them is dropped)."""
+        import llama_cpp
+
+        (row,) = self.rows
+        llama_cpp.llama_memory_seq_rm(self.ctx.memory, row.seq_id, length, -1)
+        del row.tokens[length:]
 
     def remove(self, keys: set[Any]) -> None:
         """Drop finished or cancelled rows; keep their sequences as prefixes if caching."""

@@ -244,16 +244,31 @@ def answer_with_citations(
             for n in numbers
         ]
     answer = trim_repetition(model.generate(messages, params).text.strip())
-    numbers = parse_citations(answer, len(kept))
+    sources = [h.chunk.source for h in kept]
+    return answer, cite_answer(answer, sources, texts, cite, lambda: embedder)
+
+
+def cite_answer(
+    answer: str,
+    sources: Sequence[str],
+    texts: Sequence[str],
+    cite: str = "auto",
+    embedder: Callable[[], Embedder | None] = lambda: None,
+) -> list[dict[str, Any]]:
+    """Citations of a finished answer over numbered documents (`cite` "auto" or "model").
+
+    The documents the answer cites itself; in "auto" mode an answer that cites none (and does not
+    decline) is attributed to the document closest to it by `embedder()`, which is called only
+    then (loading one takes seconds). The studio's RAG chat uses this on its streamed answers.
+    """
+    numbers = parse_citations(answer, len(texts))
     if numbers or cite == "model" or cites.declined(answer, NO_ANSWER):
-        return answer, [cites.citation(n, kept[n].chunk.source, "model") for n in numbers]
-    if embedder is None:
-        return answer, []
-    choice = cites.attribute_by_similarity(embedder, answer, texts)
+        return [cites.citation(n, sources[n], "model") for n in numbers]
+    found = embedder()
+    choice = cites.attribute_by_similarity(found, answer, texts) if found is not None else None
     if choice is None:
-        return answer, []
-    source = kept[choice.document].chunk.source
-    return answer, [cites.citation(choice.document, source, "similarity", choice.probability)]
+        return []
+    return [cites.citation(choice.document, sources[choice.document], "similarity", choice.probability)]
 
 
 def ask(

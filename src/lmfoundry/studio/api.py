@@ -17,12 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from lmfoundry.errors import LmfError
 from lmfoundry.models import store
 from lmfoundry.prompts.registry import builtin_names, list_prompts
-from lmfoundry.rag.answer import build_messages, hit_to_dict
+from lmfoundry.quantize.store_entry import METHODS, check_method, create_quantized
+from lmfoundry.rag.answer import build_messages, cite_answer, hit_to_dict
 from lmfoundry.rag.index import list_stores
-from lmfoundry.rag.search import search
+from lmfoundry.rag.search import opened, search
 from lmfoundry.studio import runs
 from lmfoundry.studio.arena import append_vote, preference_record
 from lmfoundry.studio.config import StudioConfig
+from lmfoundry.studio.jobs import Jobs
+from lmfoundry.studio.structured import check_json_reply
 from lmfoundry.track import registry
 
 STATIC_FILES = {
@@ -32,6 +35,7 @@ STATIC_FILES = {
     "runs.js": "text/javascript",
     "models.js": "text/javascript",
     "render.js": "text/javascript",
+    "formats.js": "text/javascript",
     "studio.css": "text/css",
 }
 # The page may load only its own scripts, styles and images: an injected tag could not run anyway.
@@ -57,6 +61,22 @@ class RagContext(_Body):
     mode: str = "hybrid"
 
 
+class Document(_Body):
+    source: str
+    text: str
+
+
+class RagCite(_Body):
+    store: str
+    answer: str
+    documents: list[Document] = Field(max_length=20)
+
+
+class JsonReply(_Body):
+    text: str
+    json_schema: dict[str, Any] | None = Field(None, alias="schema")
+
+
 class Vote(_Body):
     prompt: list[Message] = Field(min_length=1)
     chosen: str
@@ -77,6 +97,17 @@ class Pull(_Body):
     name: str | None = None
 
 
+class Quantize(_Body):
+    model: str = Field(min_length=1)
+    method: str
+    name: str | None = None
+
+
+QUANTIZE_STAGES = 3
+"""`create_quantized` reports three steps: load; quantize (GGUF: write the fp32 GGUF); write
+(GGUF: llama.cpp's quantizer). GPTQ reports one per block and is not offered by the page."""
+
+
 def static_text(name: str) -> bytes:
     return resources.files("lmfoundry.studio").joinpath("static", name).read_bytes()
 
@@ -89,6 +120,7 @@ def mount_studio(app: Any, config: StudioConfig, server_stats: Callable[[], dict
     _add_chat_routes(app, config)
     _add_run_routes(app, config)
     _add_model_routes(app, server_stats)
+    _add_quantize_routes(app, Jobs())
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -150,6 +182,21 @@ def _add_chat_routes(app: Any, config: StudioConfig) -> None:
             "hits": [hit_to_dict(h) for h in hits],
         }
 
+    @app.post("/ui/api/rag/cite", include_in_schema=False)
+    def rag_cite(body: RagCite) -> dict[str, Any]:
+        """The documents a streamed answer draws on, as `lmf rag ask` attributes them: the ones it
+        cites, else the closest by the store's embedder (loaded only then)."""
+        sources = [d.source for d in body.documents]
+        texts = [d.text for d in body.documents]
+        with opened(body.store) as index:
+            return {"citations": cite_answer(body.answer, sources, texts, "auto", lambda: index.embedder)}
+
+    @app.post("/ui/api/json/check", include_in_schema=False)
+    def json_check(body: JsonReply) -> dict[str, Any]:
+        """Whether a JSON-mode reply parses and validates against its schema (a reply cut by
+        max_tokens does not), and the value to show."""
+        return check_json_reply(body.text, body.json_schema)
+
     @app.post("/ui/api/arena/vote", include_in_schema=False)
     def vote(body: Vote) -> dict[str, Any]:
         record = preference_record([m.model_dump() for m in body.prompt], body.chosen, body.rejected)
@@ -194,7 +241,7 @@ def _add_run_routes(app: Any, config: StudioConfig) -> None:
 def _add_model_routes(app: Any, server_stats: Callable[[], dict[str, Any]]) -> None:
     @app.get("/ui/api/models", include_in_schema=False)
     def models() -> dict[str, Any]:
-        return {"models": store.list_models()}
+        return {"models": store.list_models(), "quantize_methods": list(METHODS)}
 
     @app.get("/ui/api/models/{name}", include_in_schema=False)
     def model(name: str) -> dict[str, Any]:
@@ -212,3 +259,24 @@ def _add_model_routes(app: Any, server_stats: Callable[[], dict[str, Any]]) -> N
     @app.get("/ui/api/server", include_in_schema=False)
     def server() -> dict[str, Any]:
         return server_stats()
+
+
+def _add_quantize_routes(app: Any, jobs: Jobs) -> None:
+    @app.post("/ui/api/models/quantize", include_in_schema=False)
+    def quantize(body: Quantize) -> dict[str, Any]:
+        """Start `lmf quantize MODEL --method METHOD [--name NAME]` as a job; poll /ui/api/jobs/{id}."""
+        method = check_method(body.method)
+        name = body.name or None
+
+        def work(step: Callable[[str], None]) -> dict[str, Any]:
+            return create_quantized(body.model, method, name=name, on_step=step)
+
+        return jobs.start("quantize", f"quantizing {body.model} to {method}", QUANTIZE_STAGES, work).to_dict()
+
+    @app.get("/ui/api/jobs", include_in_schema=False)
+    def job_list() -> dict[str, Any]:
+        return {"jobs": jobs.listing()}
+
+    @app.get("/ui/api/jobs/{job_id}", include_in_schema=False)
+    def job(job_id: str) -> dict[str, Any]:
+        return jobs.get(job_id)

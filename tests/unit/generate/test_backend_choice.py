@@ -71,17 +71,30 @@ def test_speculative_refusals(tiny_entry: str) -> None:
 def test_prompt_lookup_gives_the_same_greedy_output(tiny_entry: str, monkeypatch: pytest.MonkeyPatch) -> None:
     plain = lmfoundry.load(tiny_entry, threads=1)
     fast = lmfoundry.load(tiny_entry, threads=1, speculative="prompt-lookup")
-    assert fast.runtime.llm.draft_model is not None  # type: ignore[attr-defined]
     text = "alpha beta gamma delta " * 6  # a prompt whose n-grams the draft can copy
     for prompt in (text, "Hello there"):
-        want = plain.generate(prompt, temperature=0, max_new_tokens=40)
-        got = fast.generate(prompt, temperature=0, max_new_tokens=40)
-        assert got.token_ids == want.token_ids and got.text == want.text
+        for max_new_tokens in (1, 2, 40):
+            want = plain.generate(prompt, temperature=0, max_new_tokens=max_new_tokens)
+            got = fast.generate(prompt, temperature=0, max_new_tokens=max_new_tokens)
+            assert got.token_ids == want.token_ids and got.text == want.text
+            assert got.completion_tokens == want.completion_tokens
     streamed = "".join(fast.stream(text, temperature=0, max_new_tokens=40))
     assert streamed == plain.generate(text, temperature=0, max_new_tokens=40).text
-    llm = fast.runtime.llm  # type: ignore[attr-defined]
+    decoder = fast.runtime._lookup_decoder()  # type: ignore[attr-defined]
     passes: list[int] = []
-    evaluate = llm.eval
-    monkeypatch.setattr(llm, "eval", lambda tokens: (passes.append(len(tokens)), evaluate(tokens))[1])
+    feed = decoder.feed
+    monkeypatch.setattr(decoder, "feed", lambda tokens: (passes.append(len(tokens)), feed(tokens))[1])
     result = fast.generate(text, temperature=0, max_new_tokens=40)
-    assert len(passes) < result.completion_tokens, "drafts were accepted: fewer forward passes than tokens"
+    assert len(passes) + 1 < result.completion_tokens, "drafts were accepted: fewer passes than tokens"
+    sampled = fast.generate(text, temperature=0.8, seed=3, max_new_tokens=12)  # not greedy: plain path
+    assert sampled.token_ids == plain.generate(text, temperature=0.8, seed=3, max_new_tokens=12).token_ids
+
+
+def test_ngram_drafter_copies_what_followed_the_latest_match() -> None:
+    from lmfoundry.generate.prompt_lookup import NgramDrafter
+
+    drafter = NgramDrafter([1, 2, 3, 4, 9, 2, 3, 5, 6, 7, 2, 3])
+    assert drafter.draft(3) == [5, 6, 7]  # "2 3" last occurred before 5 (the latest earlier match)
+    drafter.extend([5])
+    assert drafter.draft(2) == [6, 7]  # "2 3 5" is now the longest match
+    assert NgramDrafter([1, 2, 3]).draft(4) == []  # no earlier occurrence of any tail

@@ -215,3 +215,12 @@ def test_plot_axes_are_labelled_by_metric_and_points_by_model() -> None:
     ppl_axis, kl_axis = fig.axes
     assert ppl_axis.get_ylabel() == "perplexity" and kl_axis.get_ylabel() == "mean KL(fp32 || quant)"
     assert [t.get_text() for t in ppl_axis.texts] == ["m (reference)", "nf4"]
+
+
+def test_report_metric_names_mlflow_accepts() -> None:
+    """A model given as a file path is tracked by its file name: MLflow refuses metric names that
+    resolve to other paths (an absolute path made `lmf quantize report` skip tracking)."""
+    from lmfoundry.cli.quantize import _metric_key
+
+    assert _metric_key("/root/.cache/models/smol/model-f16.gguf") == "model-f16.gguf"
+    assert _metric_key("bnb-nf4:smollm2-135m-instruct") == "bnb-nf4_smollm2-135m-instruct"

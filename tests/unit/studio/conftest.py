@@ -1,5 +1,6 @@
 """The studio served around the tiny Llama on a real uvicorn (127.0.0.1, free port), with a RAG store
-(bm25 retrieval at query time, so no embedder loads per request), a runs folder and a votes file."""
+(bm25 retrieval at query time; the store's word-hash embedder attributes answers), a runs folder
+and a votes file."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ DOC = (
     "Paris is the capital of France. The Seine runs through it. "
     '<img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script>\n'
 )
+OTHER_DOC = "Berlin is the capital of Germany. The Spree runs through it.\n"
 
 
 @dataclass
@@ -65,6 +67,7 @@ def studio_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("studio_home")
     docs = tmp_path_factory.mktemp("docs")
     (docs / "france.txt").write_text(DOC, encoding="utf-8")
+    (docs / "germany.txt").write_text(OTHER_DOC, encoding="utf-8")
     previous = os.environ.get("LMF_HOME")
     os.environ["LMF_HOME"] = str(home)
     try:
@@ -77,18 +80,26 @@ def studio_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture
 def lmf_home(studio_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Overrides the empty per-test store: every studio test sees the module's store with its RAG index."""
+    """Overrides the empty per-test store: every studio test sees the module's store with its RAG
+    index, whose embedder (named by the store, loaded when an answer is attributed) is the word hash."""
+    from lmfoundry.rag import index
+
+    real = index.load_embedder
     monkeypatch.setenv("LMF_HOME", str(studio_home))
+    monkeypatch.setattr(
+        index, "load_embedder", lambda name=None: WordHashEmbedder() if name == "word-hash-32" else real(name)
+    )
     return studio_home
 
 
 @pytest.fixture(scope="module")
 def studio(
-    tiny_llama_dir: Path, studio_home: Path, tmp_path_factory: pytest.TempPathFactory
+    tiny_long_dir: Path, studio_home: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Studio]:
-    options = ServeOptions(embedder=None, max_tokens=64, default_max_tokens=16)
+    """The tiny Llama with a long context: the tools mode's prompt lists the tools."""
+    options = ServeOptions(embedder=None, max_tokens=160, default_max_tokens=16)
     served = ServedModel.create(
-        lmfoundry.load(str(tiny_llama_dir), backend="transformers"), name=NAME, options=options
+        lmfoundry.load(str(tiny_long_dir), backend="transformers"), name=NAME, options=options
     )
     root = tmp_path_factory.mktemp("studio")
     config = StudioConfig(

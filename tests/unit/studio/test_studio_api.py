@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lmfoundry.errors import LmfError
 from lmfoundry.finetune.data.records import load_records
 from lmfoundry.studio.api import STATIC_FILES
+from lmfoundry.studio.jobs import Jobs
 from lmfoundry.studio.runs import list_runs, run_detail
 
 VOTE = {"prompt": [{"role": "user", "content": "Name a river"}], "chosen": "The Seine.", "rejected": "Blue."}
@@ -165,3 +169,152 @@ def test_the_chat_offers_the_prompt_templates_the_server_applies(make_client: An
     assert "dialogsum-summary" in names
     body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "prompt_template": names[0]}
     assert client.post("/v1/chat/completions", json={**body, "max_tokens": 2}).status_code == 200
+
+
+def _wait_for_job(client: Any, job_id: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.get(f"/ui/api/jobs/{job_id}").json()
+        if job["status"] != "running":
+            return dict(job)
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still running after {timeout_s} s")
+
+
+def test_a_quantization_runs_as_a_job_and_adds_a_store_entry(make_client: Any, tiny_llama_dir: Path) -> None:
+    from lmfoundry.models import store
+
+    store.pull(str(tiny_llama_dir), "qsrc")
+    client = make_client()
+    assert "gguf-q8_0" in client.get("/ui/api/models").json()["quantize_methods"]
+    started = client.post("/ui/api/models/quantize", json={"model": "qsrc", "method": "int8"}).json()
+    assert started["status"] == "running" and started["title"] == "quantizing qsrc to int8"
+    job = _wait_for_job(client, started["id"])
+    assert (job["status"], job["progress"], job["error"]) == ("done", 1.0, None)
+    assert job["result"]["name"] == "qsrc-int8" and job["result"]["quantization"]["method"] == "int8"
+    listed = {m["name"]: m for m in client.get("/ui/api/models").json()["models"]}
+    assert listed["qsrc-int8"]["quantization"] == "int8"
+    assert [j["id"] for j in client.get("/ui/api/jobs").json()["jobs"]] == [started["id"]]
+
+    again = client.post("/ui/api/models/quantize", json={"model": "qsrc", "method": "int8"}).json()
+    failed = _wait_for_job(client, again["id"])
+    assert failed["status"] == "failed" and "'qsrc-int8' already exists" in failed["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/ui/api/models/quantize", {"model": "qsrc", "method": "q3"}, "unknown quantization method 'q3'"),
+        ("/ui/api/models/quantize", {"model": "", "method": "int8"}, "model"),
+        ("/ui/api/jobs/quantize-99", None, "no studio job 'quantize-99'"),
+    ],
+)
+def test_a_bad_quantization_request_is_refused_at_once(
+    make_client: Any, path: str, body: dict[str, Any] | None, message: str
+) -> None:
+    client = make_client()
+    response = client.post(path, json=body) if body is not None else client.get(path)
+    assert response.status_code in (400, 422) and message in json.dumps(response.json())
+
+
+def test_a_jobs_progress_counts_the_stages_the_work_reports() -> None:
+    release = [threading.Event() for _ in range(3)]
+    reached = [threading.Event() for _ in range(3)]
+
+    def work(step: Any) -> dict[str, Any]:
+        for n, stage in enumerate(("load", "convert", "write")):
+            step(stage)
+            reached[n].set()
+            release[n].wait(10)
+        return {"name": "out"}
+
+    jobs = Jobs()
+    job = jobs.start("quantize", "quantizing m", 3, work)
+    seen = []
+    for n in range(3):
+        assert reached[n].wait(10)
+        state = jobs.get(job.id)
+        seen.append((state["stage"], state["stage_number"], state["progress"]))
+        if n == 0:
+            with pytest.raises(LmfError, match="quantizing m is still running"):
+                jobs.start("quantize", "another", 3, work)
+        release[n].set()
+    assert seen == [("load", 1, 0.0), ("convert", 2, 0.333), ("write", 3, 0.667)]
+    deadline = time.monotonic() + 10
+    while jobs.get(job.id)["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert jobs.get(job.id)["result"] == {"name": "out"} and jobs.get(job.id)["progress"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (LmfError("model 'm' is not in the store"), "model 'm' is not in the store"),
+        (KeyError("w"), "KeyError: 'w'"),
+    ],
+)
+def test_a_failing_job_ends_failed_with_its_reason(error: Exception, message: str) -> None:
+    def work(step: Any) -> dict[str, Any]:
+        step("loading")
+        raise error
+
+    jobs = Jobs()
+    job = jobs.start("quantize", "q", 3, work)
+    deadline = time.monotonic() + 10
+    while jobs.get(job.id)["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    state = jobs.get(job.id)
+    assert (state["status"], state["error"], state["stage"]) == ("failed", message, "failed")
+    assert jobs.start("quantize", "next", 3, lambda step: {}).id != job.id  # a failed job frees the slot
+
+
+DOCUMENTS = [
+    {"source": "france.txt", "text": "Paris is the capital of France."},
+    {"source": "germany.txt", "text": "Berlin is the capital of Germany."},
+]
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("It is Berlin [1].", [(1, "germany.txt", "model", False)]),
+        ("Paris is the capital of France.", [(0, "france.txt", "similarity", True)]),
+        ("Berlin is the capital of Germany, the Spree runs there.", [(1, "germany.txt", "similarity", True)]),
+        ("The context does not say.", []),
+    ],
+)
+def test_a_rag_answer_is_attributed_as_lmf_rag_ask_does(
+    make_client: Any, answer: str, expected: list[tuple[Any, ...]]
+) -> None:
+    body = {"store": "docs", "answer": answer, "documents": DOCUMENTS}
+    citations = make_client().post("/ui/api/rag/cite", json=body).json()["citations"]
+    assert [(c["document"], c["source"], c["method"], c["attributed"]) for c in citations] == expected
+    assert all(0 < c["score"] <= 1 for c in citations if c["attributed"])
+
+
+SCHEMA = {"type": "object", "properties": {"age": {"type": "integer"}}, "required": ["age"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "schema", "valid", "error"),
+    [
+        ('{"age": 3}', SCHEMA, True, None),
+        ('{"age": "three"}', SCHEMA, False, "age: 'three' is not of type 'integer'"),
+        ('{"ag', SCHEMA, False, "the reply is not JSON"),
+        ('{"anything": [1]}', None, True, None),
+        ("[1, 2]", None, False, "the reply is JSON but not an object"),
+    ],
+)
+def test_a_json_reply_is_checked_against_its_schema(
+    make_client: Any, text: str, schema: dict[str, Any] | None, valid: bool, error: str | None
+) -> None:
+    checked = make_client().post("/ui/api/json/check", json={"text": text, "schema": schema}).json()
+    assert checked["valid"] is valid
+    assert (error is None and checked["errors"] == []) or (
+        error is not None and error in checked["errors"][0]
+    )
+
+
+def test_a_malformed_schema_is_refused_with_the_reason(make_client: Any) -> None:
+    response = make_client().post("/ui/api/json/check", json={"text": "{}", "schema": {"type": "nonsense"}})
+    assert response.status_code == 400 and "invalid JSON schema" in _error(response)

@@ -36,11 +36,24 @@ export function showError(error) {
   box.hidden = false;
 }
 
-// POST /v1/chat/completions with stream=true; `onText(textSoFar)` after every delta.
-// Returns {text, stats}; an abort (the Stop button) keeps what arrived and marks it stopped.
+// Streamed tool-call deltas into whole calls: the first delta of a call has its index, id and name,
+// later ones append to its arguments (OpenAI's format, which the server follows).
+function addToolCalls(calls, deltas) {
+  for (const d of deltas) {
+    const call = calls[d.index] || (calls[d.index] = { id: d.id, type: "function", function: { name: "", arguments: "" } });
+    if (d.id) call.id = d.id;
+    if (d.function && d.function.name) call.function.name += d.function.name;
+    if (d.function && d.function.arguments) call.function.arguments += d.function.arguments;
+  }
+}
+
+// POST /v1/chat/completions with stream=true; `onText(textSoFar, toolCallsSoFar)` after every delta.
+// Returns {text, toolCalls, finishReason, stats}; an abort (the Stop button) keeps what arrived
+// and marks it stopped.
 export async function streamChat(request, onText, signal) {
   const started = performance.now();
-  let first = null, text = "", tokens = 0, usage = null, stopped = false;
+  let first = null, text = "", tokens = 0, usage = null, stopped = false, finishReason = null;
+  const toolCalls = [];
   const response = await fetch("/v1/chat/completions", {
     method: "POST", signal,
     headers: headers({ "Content-Type": "application/json" }),
@@ -66,12 +79,19 @@ export async function streamChat(request, onText, signal) {
           const chunk = JSON.parse(data);
           if (chunk.error) throw new Error(chunk.error.message || "the server failed mid-stream");
           if (chunk.usage) usage = chunk.usage;
-          const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
+          const choice = chunk.choices && chunk.choices[0];
+          const delta = choice && choice.delta;
+          if (choice && choice.finish_reason) finishReason = choice.finish_reason;
+          if (delta && delta.tool_calls) {
+            if (first === null) first = performance.now();
+            addToolCalls(toolCalls, delta.tool_calls);
+            onText(text, toolCalls.filter(Boolean));
+          }
           if (delta && delta.content) {
             if (first === null) first = performance.now();
             tokens += 1;
             text += delta.content;
-            onText(text);
+            onText(text, toolCalls.filter(Boolean));
           }
         }
       }
@@ -85,6 +105,8 @@ export async function streamChat(request, onText, signal) {
   const decoding = first === null ? 0 : (finished - first) / 1000;
   return {
     text,
+    toolCalls: toolCalls.filter(Boolean),
+    finishReason,
     stats: {
       ttft_ms: first === null ? null : first - started,
       tokens: count,

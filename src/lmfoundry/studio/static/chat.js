@@ -1,7 +1,10 @@
 // Chat: model and sampling controls, system prompt, streaming with Stop, a conversation kept in
-// localStorage, and RAG mode (documents from a store, [n] citations that open their chunk).
+// localStorage, RAG mode (documents from a store, [n] citations that open their chunk, the
+// documents the answer draws on first), and reply formats: a JSON schema (shown pretty-printed
+// and validated) or tools (the calls shown as cards).
 import { api, fillSelect, modelIds, showError, streamChat } from "./app.js";
 import { el, renderMarkdown, statsText } from "./render.js";
+import { jsonView, readFormat, toolCallCards } from "./formats.js";
 
 const STORE = "lmf.chat";
 const $ = (id) => document.getElementById(id);
@@ -18,22 +21,41 @@ export function openChunk(hit, number) {
   $("chunk-dialog").showModal();
 }
 
-function sources(hits) {
-  const cite = (n) => openChunk(hits[n], n);
-  return el("div", { class: "sources" }, el("span", { text: "Sources: " }),
-    ...hits.map((h, n) => el("button", { type: "button", class: "source", "data-doc": String(n),
-      text: `[${n}] ${h.source}`, onclick: () => cite(n) })));
+function sourceButton(hits, n, citation) {
+  const note = !citation ? "" : citation.attributed
+    ? ` (attributed: closest by similarity${citation.score == null ? "" : ` ${citation.score.toFixed(2)}`})` : " (cited)";
+  return el("button", { type: "button", class: citation ? "source cited" : "source", "data-doc": String(n),
+    "data-cited": citation ? citation.method : null, text: `[${n}] ${hits[n].source}${note}`, onclick: () => openChunk(hits[n], n) });
+}
+
+// The documents the answer draws on (as `lmf rag ask` attributes them) first, the rest folded
+// under "also retrieved"; every retrieved document while the answer streams (`citations` null).
+function sources(hits, citations) {
+  if (!citations) {
+    return el("div", { class: "sources" }, el("span", { text: "Retrieved: " }), ...hits.map((_, n) => sourceButton(hits, n)));
+  }
+  const used = citations.filter((c) => hits[c.document]);
+  const rest = hits.map((_, n) => n).filter((n) => !used.some((c) => c.document === n));
+  const box = el("div", { class: "sources" }, el("span", { text: used.length ? "Sources: " : "No document cited." }),
+    ...used.map((c) => sourceButton(hits, c.document, c)));
+  if (rest.length) {
+    box.append(el("details", { class: "also" }, el("summary", { text: `also retrieved (${rest.length})` }),
+      ...rest.map((n) => sourceButton(hits, n))));
+  }
+  return box;
 }
 
 function fill(item, entry) {
   const body = item.querySelector(".answer");
   const hits = entry.hits;
   const onCite = hits ? (n) => { if (hits[n]) openChunk(hits[n], n); } : null;
-  body.replaceChildren(renderMarkdown(entry.content, onCite));
+  if (entry.format === "json" && entry.role === "assistant") body.replaceChildren(jsonView(entry.content, entry.json, entry.stats && entry.stats.finish_reason));
+  else body.replaceChildren(renderMarkdown(entry.content, onCite));
+  if (entry.tool_calls && entry.tool_calls.length) body.append(toolCallCards(entry.tool_calls));
   item.querySelector(".stats").textContent = statsText(entry.stats);
   const old = item.querySelector(".sources");
   if (old) old.remove();
-  if (hits && hits.length) item.append(sources(hits));
+  if (hits && hits.length) item.append(sources(hits, entry.citations));
 }
 
 function entryNode(entry) {
@@ -69,9 +91,23 @@ export function initChat() {
       return { messages: context.messages, hits: context.hits };
     }
     const system = $("chat-system").value.trim();
-    // RAG turns carry their documents in their own messages: plain chat leaves them out.
-    const history = log.filter((m) => !m.rag && !m.hits).map((m) => ({ role: m.role, content: m.content }));
+    // RAG turns carry their documents in their own messages, and a tool call waits for a result
+    // this page does not run: plain chat leaves both out of the history it sends.
+    const history = log.slice(0, -1).filter((m) => !m.rag && !m.hits && !m.tools).map((m) => ({ role: m.role, content: m.content }));
+    history.push({ role: "user", content: question });
     return { messages: [...(system ? [{ role: "system", content: system }] : []), ...history], hits: null };
+  }
+
+  // After the stream: validate a JSON reply, attribute a RAG answer to its documents.
+  async function check(entry, format) {
+    if (format.name === "json") {
+      entry.json = await api("/ui/api/json/check", { method: "POST", body: { text: entry.content, schema: format.schema } });
+    }
+    if (entry.hits && entry.hits.length) {
+      const documents = entry.hits.map((h) => ({ source: h.source, text: h.text }));
+      entry.citations = !entry.content.trim() ? [] : (await api("/ui/api/rag/cite", { method: "POST",
+        body: { store: entry.store, answer: entry.content, documents } })).citations;
+    }
   }
 
   async function send(event) {
@@ -79,26 +115,33 @@ export function initChat() {
     const question = $("chat-input").value.trim();
     if (!question || controller) return;
     showError(null);
-    log.push({ role: "user", content: question, rag: Boolean($("chat-store").value) });
+    let format;
+    try { format = readFormat(); } catch (error) { showError(error); return; }
+    const tools = format.name === "tools";
+    log.push({ role: "user", content: question, rag: Boolean($("chat-store").value), tools });
     $("chat-input").value = "";
     render();
     controller = new AbortController();
     $("chat-stop").disabled = false;
     $("chat-submit").disabled = true;
-    const request = sampling();
-    const entry = { role: "assistant", model: request.model, content: "", stats: null, hits: null };
+    const request = { ...sampling(), ...format.request };
+    const entry = { role: "assistant", model: request.model, content: "", stats: null, hits: null, format: format.name, tools };
     try {
       const { messages, hits } = await messagesFor(question);
       if (hits) delete request.prompt_template;  // RAG messages are laid out already
       entry.hits = hits;
+      entry.store = hits ? $("chat-store").value : null;
       const item = entryNode(entry);
       list.append(item);
-      const result = await streamChat({ ...request, messages }, (text) => { entry.content = text; fill(item, entry); },
-        controller.signal);
-      entry.content = result.text;
-      entry.stats = result.stats;
+      const result = await streamChat({ ...request, messages },
+        (text, calls) => { entry.content = text; entry.tool_calls = calls; fill(item, entry); }, controller.signal);
+      Object.assign(entry, { content: result.text, tool_calls: result.toolCalls, stats: result.stats });
+      entry.stats.finish_reason = result.finishReason;
       fill(item, entry);
       log.push(entry);
+      save(log);
+      await check(entry, format);
+      fill(item, entry);
       save(log);
     } catch (error) {
       showError(error);
@@ -117,6 +160,13 @@ export function initChat() {
   $("chat-stop").addEventListener("click", () => controller && controller.abort());
   $("chat-clear").addEventListener("click", () => { log = []; save(log); render(); });
   $("chat-form").addEventListener("submit", (event) => event.preventDefault());
+  const showFormat = () => {
+    const format = $("chat-format").value;
+    $("chat-schema-box").hidden = format !== "json";
+    $("chat-tools-box").hidden = $("chat-tool-choice-box").hidden = format !== "tools";
+  };
+  $("chat-format").addEventListener("change", showFormat);
+  showFormat();
 
   return {
     async shown() {

@@ -1,10 +1,12 @@
 // Models & server: the live dashboard (this server's own latency statistics and queue depth) and
-// the model store (list, show, pull, remove).
-import { api, showError } from "./app.js";
+// the model store (list, show, pull, remove, quantize as a background job with its progress).
+import { api, fillSelect, showError } from "./app.js";
 import { el } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 2000;
+const JOB_POLL_MS = 500;
+const DEFAULT_METHOD = "gguf-q4_k_m";
 const ms = (x) => (x == null ? "–" : Math.round(x * 1000));
 const pair = (a, b) => `${ms(a)} / ${ms(b)}`;
 
@@ -44,15 +46,72 @@ export function initModels() {
     await store();
   }
 
-  async function store() {
+  function pickForQuantize(name) {
+    $("quantize-model").value = name;
+    $("quantize-method").focus();
+  }
+
+  function actions(m) {
+    if (m.status !== "pulled") return [el("button", { type: "button", text: "Pull", onclick: () => pull(m.name).catch(showError) })];
+    const buttons = [el("button", { type: "button", text: "Show", onclick: () => showModel(m.name).catch(showError) }),
+      el("button", { type: "button", text: "Remove", onclick: () => remove(m.name).catch(showError) })];
+    if (!m.quantization) buttons.push(el("button", { type: "button", class: "quantize", "data-model": m.name, text: "Quantize…", onclick: () => pickForQuantize(m.name) }));
+    return buttons;
+  }
+
+  async function store(highlight) {
     const listing = await api("/ui/api/models");
-    $("store-table").tBodies[0].replaceChildren(...listing.models.map((m) => el("tr", {},
+    $("store-table").tBodies[0].replaceChildren(...listing.models.map((m) => el("tr", { class: m.name === highlight ? "new" : null, "data-model": m.name },
       el("td", { text: m.name }), el("td", { text: m.status + (m.quantization ? ` (${m.quantization})` : "") }),
-      el("td", { text: size(m.size_bytes) }), el("td", { text: m.source || "" }),
-      el("td", {}, ...(m.status === "pulled"
-        ? [el("button", { type: "button", text: "Show", onclick: () => showModel(m.name).catch(showError) }),
-          el("button", { type: "button", text: "Remove", onclick: () => remove(m.name).catch(showError) })]
-        : [el("button", { type: "button", text: "Pull", onclick: () => pull(m.name).catch(showError) })])))));
+      el("td", { text: size(m.size_bytes) }), el("td", { text: m.source || "" }), el("td", {}, ...actions(m)))));
+    fillSelect($("quantize-model"), listing.models.filter((m) => m.status === "pulled" && !m.quantization).map((m) => m.name));
+    fillSelect($("quantize-method"), listing.quantize_methods, $("quantize-method").value || DEFAULT_METHOD);
+  }
+
+  // A quantization job: its stage and progress every JOB_POLL_MS until it is done or failed.
+  let watching = null;
+  function showJob(job) {
+    $("quantize-job").hidden = false;
+    $("quantize-progress").value = job.progress;
+    const stage = job.status === "running" ? `stage ${job.stage_number} of ${job.stages}: ${job.stage}` : job.status;
+    let text = `${job.title} · ${stage} · ${Math.round(job.progress * 100)}% · ${job.seconds} s`;
+    if (job.status === "done") {
+      const q = job.result.quantization;
+      text = `${job.title}: created ${job.result.name} (${size(job.result.size_bytes)}, ${q.bits_per_param} bits/param) in ${job.seconds} s`;
+    }
+    if (job.status === "failed") text = `${job.title} failed after ${job.seconds} s: ${job.error}`;
+    $("quantize-stage").textContent = text;
+    $("quantize-stage").className = job.status === "failed" ? "error" : "";
+  }
+
+  async function watch(id) {
+    watching = id;
+    $("quantize-run").disabled = true;
+    try {
+      for (;;) {
+        const job = await api(`/ui/api/jobs/${encodeURIComponent(id)}`);
+        showJob(job);
+        if (job.status === "done") { await store(job.result.name); await showModel(job.result.name); break; }
+        if (job.status === "failed") { showError(`quantization failed: ${job.error}`); break; }
+        await new Promise((resolve) => setTimeout(resolve, JOB_POLL_MS));
+      }
+    } finally { watching = null; $("quantize-run").disabled = false; }
+  }
+
+  $("quantize-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showError(null);
+    const body = { model: $("quantize-model").value, method: $("quantize-method").value, name: $("quantize-name").value.trim() || null };
+    try {
+      const job = await api("/ui/api/models/quantize", { method: "POST", body });
+      showJob(job);
+      await watch(job.id);
+    } catch (error) { showError(error); }
+  });
+
+  async function resumeJob() {
+    const running = (await api("/ui/api/jobs")).jobs.filter((j) => j.kind === "quantize" && j.status === "running");
+    if (running.length && !watching) await watch(running[running.length - 1].id);
   }
 
   async function pull(source, name) {
@@ -76,6 +135,7 @@ export function initModels() {
   return {
     async shown() {
       store().catch(showError);
+      resumeJob().catch(showError);
       if (!timer) dashboard();
     },
   };
