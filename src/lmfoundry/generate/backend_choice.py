@@ -11,6 +11,8 @@ and so do callers that need the tokenizer or logits (they pass `backend="transfo
 
 from __future__ import annotations
 
+import sys
+
 from lmfoundry import plugins
 from lmfoundry.models.fast_gguf import ensure_fast_gguf, unsupported_reason
 from lmfoundry.models.load import ResolvedModel
@@ -58,7 +60,18 @@ def fast_entry(resolved: ResolvedModel, *, has_adapters: bool) -> str | None:
         return None
     resolved.checkpoint()  # a packaged model is pulled into the store on first use, as before
     entry = resolved.location
-    return entry if unsupported_reason(entry) is None else None
+    if unsupported_reason(entry) is not None:
+        return None
+    try:
+        ensure_fast_gguf(entry)
+    except OSError as exc:  # e.g. a shared store mounted read-only: slower, but it runs
+        print(
+            f"lmf: warning: cannot write the float16 GGUF of {entry} ({exc}); running it on "
+            "transformers instead (slower; `lmf export gguf` where the store is writable fixes it)",
+            file=sys.stderr,
+        )
+        return None
+    return entry
 
 
 def use_fast_gguf(resolved: ResolvedModel, chosen: str, entry: str | None) -> None:

@@ -61,6 +61,18 @@ def test_explicit_llama_cpp_on_an_entry_without_a_gguf_makes_one(tiny_entry: str
     assert model.backend == "llama_cpp" and (store.entry_dir(tiny_entry) / FAST_GGUF).is_file()
 
 
+def test_an_unwritable_store_falls_back_to_transformers_with_a_warning(
+    tiny_entry: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The float16 GGUF cannot be written (here its lock file's name is taken by a folder, as an
+    OSError a read-only store also raises): auto runs the entry on transformers and says why."""
+    folder = store.entry_dir(tiny_entry)
+    (folder / f".{FAST_GGUF}.lock").mkdir()
+    model = lmfoundry.load(tiny_entry, threads=1)
+    assert model.backend == "transformers" and not (folder / FAST_GGUF).exists()
+    assert "cannot write the float16 GGUF" in capsys.readouterr().err
+
+
 def test_speculative_refusals(tiny_entry: str) -> None:
     with pytest.raises(InvalidInputError, match="unknown speculative"):
         lmfoundry.load(tiny_entry, speculative="medusa")
