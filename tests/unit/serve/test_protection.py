@@ -93,16 +93,19 @@ def test_full_queue_answers_429_with_retry_after(slow: Any) -> None:
     from lmfoundry.serve.app import create_app
 
     served, options = slow
-    long = {"model": "tiny", "prompt": "Hi", "max_tokens": 60, "temperature": 0}
+    # request 1 holds the only slot for 200 x 20 ms (a busy machine must not let it finish before
+    # request 3 arrives); leaving its stream cancels it, so the short request 2 then runs at once
+    long = {"model": "tiny", "prompt": "Hi", "max_tokens": 200, "temperature": 0, "stream": True}
+    short = {"model": "tiny", "prompt": "Hi", "max_tokens": 5, "temperature": 0}
     with running_server(create_app(served, options)) as url, httpx.Client(base_url=url, timeout=30) as http:
-        with http.stream("POST", "/v1/completions", json={**long, "stream": True}) as running:
+        with http.stream("POST", "/v1/completions", json=long) as running:
             next(running.iter_lines())  # request 1 holds the only batch slot
-            waiter = threading.Thread(target=lambda: http.post("/v1/completions", json=long))
+            waiter = threading.Thread(target=lambda: http.post("/v1/completions", json=short))
             waiter.start()  # request 2 waits in the queue
             deadline = time.monotonic() + 10
             while len(served.scheduler.waiting) < 1 and time.monotonic() < deadline:
                 time.sleep(0.01)
-            refused = http.post("/v1/completions", json=long)  # request 3: no room
+            refused = http.post("/v1/completions", json=short)  # request 3: no room
             assert refused.status_code == 429
             assert int(refused.headers["Retry-After"]) >= 1
             assert refused.json()["error"]["type"] == "rate_limit_error"
