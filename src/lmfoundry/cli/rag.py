@@ -17,7 +17,7 @@ from lmfoundry.cli.common import (
     print_result,
     sampling_overrides,
 )
-from lmfoundry.cli.rag_quality import add_quality_commands
+from lmfoundry.cli.rag_quality import add_length_prior_flag, add_quality_commands
 from lmfoundry.errors import InvalidInputError
 from lmfoundry.rag import Answer, ask, index_paths, list_stores, search
 from lmfoundry.rag.answer import hit_to_dict
@@ -157,6 +157,7 @@ def _add_search(commands: Any) -> None:
     p.add_argument("store", help="store name")
     p.add_argument("query", help="what to look for")
     _add_retrieval_options(p)
+    add_length_prior_flag(p)
     add_json_flag(p)
 
 
@@ -266,7 +267,13 @@ def _search(args: argparse.Namespace) -> int:
     _warn_measured_worse(args)
     with _qdrant_scope(args, _store_backend(args.store)):
         hits = search(
-            args.store, args.query, k=args.k, mode=args.mode, rerank=args.rerank, where=_where(args)
+            args.store,
+            args.query,
+            k=args.k,
+            mode=args.mode,
+            rerank=args.rerank,
+            where=_where(args),
+            length_prior=args.length_prior,
         )
     return print_result(args, {"hits": [hit_to_dict(h) for h in hits]}, lambda: _print_hits(hits))
 

@@ -23,7 +23,7 @@ from lmfoundry.errors import InvalidInputError
 from lmfoundry.fsutil import atomic_write_text, read_jsonl
 from lmfoundry.rag.index import RagIndex
 from lmfoundry.rag.rerank import make_reranker
-from lmfoundry.rag.retrieve import MODES, STOPWORDS, bm25_tokens
+from lmfoundry.rag.retrieve import LENGTH_PRIOR, MODES, STOPWORDS, bm25_tokens
 from lmfoundry.rag.search import search
 from lmfoundry.stats import bootstrap_difference, bootstrap_mean
 
@@ -168,8 +168,11 @@ class ConfigResult:
     ranks: list[int | None] = field(default_factory=list)
 
 
-def rank_sources(index: RagIndex, question: str, mode: str, rerank: str | None) -> list[str]:
-    return [h.chunk.source for h in search(index, question, K, mode=mode, rerank=rerank)]
+def rank_sources(
+    index: RagIndex, question: str, mode: str, rerank: str | None, length_prior: float = LENGTH_PRIOR
+) -> list[str]:
+    hits = search(index, question, K, mode=mode, rerank=rerank, length_prior=length_prior)
+    return [h.chunk.source for h in hits]
 
 
 def run_config(
@@ -178,11 +181,12 @@ def run_config(
     config: str,
     rewrite: Rewrite = REWRITES["none"],
     on_question: Callable[[], None] | None = None,
+    length_prior: float = LENGTH_PRIOR,
 ) -> ConfigResult:
     mode, rerank = split_config(config)
     result = ConfigResult(config)
     for q in questions:
-        sources = rank_sources(index, rewrite(q.question), mode, rerank)
+        sources = rank_sources(index, rewrite(q.question), mode, rerank, length_prior)
         result.per_question.append(question_scores(sources, q.sources))
         result.ranks.append(first_relevant_rank(sources, q.sources))
         if on_question:
@@ -216,6 +220,7 @@ def evaluate(
     rewrite: str = "none",
     n_boot: int = 2000,
     progress: Callable[[str], Callable[[], None]] | None = None,
+    length_prior: float = LENGTH_PRIOR,
 ) -> dict[str, Any]:
     """The table for `configs` on `questions` (every configuration checked before any runs)."""
     if not questions:
@@ -224,14 +229,18 @@ def evaluate(
         split_config(config)
     if rewrite not in REWRITES:
         raise InvalidInputError(f"unknown query rewrite {rewrite!r} (known: {', '.join(REWRITES)})")
+    if length_prior < 0:
+        raise InvalidInputError(f"the length prior must be >= 0, got {length_prior}")
     results = [
-        run_config(index, questions, c, REWRITES[rewrite], progress(c) if progress else None) for c in configs
+        run_config(index, questions, c, REWRITES[rewrite], progress(c) if progress else None, length_prior)
+        for c in configs
     ]
     return {
         "store": index.name,
         "embedder": index.config.embedder,
         "questions": len(questions),
         "rewrite": rewrite,
+        "length_prior": length_prior,
         "k": K,
         "rows": summarize(results, n_boot),
     }

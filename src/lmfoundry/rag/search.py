@@ -9,7 +9,7 @@ from typing import Any
 from lmfoundry.rag.index import RagIndex, open_index
 from lmfoundry.rag.rerank import Reranker
 from lmfoundry.rag.rerank import rerank as apply_rerank
-from lmfoundry.rag.retrieve import retrieve
+from lmfoundry.rag.retrieve import LENGTH_PRIOR, retrieve
 from lmfoundry.rag.stores.base import SearchFilter
 from lmfoundry.types import Hit
 
@@ -43,14 +43,18 @@ def search(
     mode: str = "hybrid",
     rerank: str | Reranker | None = None,
     where: Any = None,
+    length_prior: float = LENGTH_PRIOR,
 ) -> list[Hit]:
     """Top-k hits for `query` from a store (its name, or an open index). With a reranker, 4k
     candidates are retrieved and reranked down to k. `where` is a SearchFilter or
-    {"source_prefix": ..., "metadata": {...}}."""
+    {"source_prefix": ..., "metadata": {...}}; `length_prior` is `rag.retrieve`'s document-length
+    prior (0 turns it off)."""
     if isinstance(where, dict):
         where = make_filter(where.get("source_prefix"), where.get("metadata"))
     with opened(store) as index:
         if not rerank:
-            return retrieve(index, query, k=k, mode=mode, where=where)
-        candidates = retrieve(index, query, k=max(4 * k, 20), mode=mode, where=where)
+            return retrieve(index, query, k=k, mode=mode, where=where, length_prior=length_prior)
+        candidates = retrieve(
+            index, query, k=max(4 * k, 20), mode=mode, where=where, length_prior=length_prior
+        )
         return apply_rerank(rerank, index, query, candidates, k)

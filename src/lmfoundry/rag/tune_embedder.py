@@ -32,6 +32,7 @@ from lmfoundry.errors import InvalidInputError
 from lmfoundry.fsutil import atomic_dir, atomic_write_text
 from lmfoundry.quiet import quiet_loading
 from lmfoundry.rag.index import RagIndex, embedded_text, index_paths, open_index, store_path
+from lmfoundry.rag.pseudo_queries import MAX_WORDS, MIN_WORDS, pseudo_query_rows
 from lmfoundry.rag.retrieval_eval import EvalQuestion, run_config
 from lmfoundry.rag.retrieve import dense_search
 from lmfoundry.stats import bootstrap_difference
@@ -52,16 +53,27 @@ class TuneOptions:
     hard_negatives: bool = True
     """Add the best-ranked chunk of another source as each question's explicit negative."""
     test_fraction: float = 0.3
-    """Share of the questions held out for the before/after comparison (never trained on)."""
+    """Share of the questions held out for the before/after comparison (never trained on); 1.0
+    holds out every question (only with `pseudo_queries`: then nothing labelled is trained on)."""
     seed: int = 0
     save_steps: int = 20
+    max_seq_length: int | None = None
+    """Truncate training texts to this many tokens (None: the embedder's own limit); training
+    cost grows with it, and on a CPU 128 is about half the time of 256."""
+    pseudo_queries: int = 0
+    """Also train on this many Inverse Cloze pairs made from the store's own chunks
+    (`rag.pseudo_queries`): no question file or generator model needed for them."""
 
 
 def split_questions(
-    questions: Sequence[EvalQuestion], test_fraction: float, seed: int = 0
+    questions: Sequence[EvalQuestion], test_fraction: float, seed: int = 0, *, allow_all_test: bool = False
 ) -> tuple[list[EvalQuestion], list[EvalQuestion]]:
     """(train, test) by a hash of each question's text: a question stays on its side when
-    others are added or removed."""
+    others are added or removed. `allow_all_test` accepts 1.0 (every question held out)."""
+    if allow_all_test and test_fraction == 1.0:
+        if not questions:
+            raise InvalidInputError("no questions to evaluate on")
+        return [], list(questions)
     if not 0.0 < test_fraction < 1.0:
         raise InvalidInputError(f"test fraction must be in (0, 1), got {test_fraction}")
 
@@ -109,6 +121,26 @@ def training_rows(
     return rows
 
 
+def _all_training_rows(
+    index: RagIndex, train: Sequence[EvalQuestion], options: TuneOptions, log: Callable[[str], None]
+) -> list[dict[str, str]]:
+    """The labelled questions' rows, then the pseudo-queries' (either may be absent, not both)."""
+    rows: list[dict[str, str]] = []
+    if train:
+        log(f"mining hard negatives for {len(train)} training questions")
+        rows += training_rows(index, train, options.hard_negatives)
+    if options.pseudo_queries:
+        log(f"making {options.pseudo_queries} pseudo-queries (inverse cloze) from the store's chunks")
+        pseudo = pseudo_query_rows(index, options.pseudo_queries, options.seed, options.hard_negatives)
+        if not pseudo:
+            raise InvalidInputError(
+                "no pseudo-query: no chunk of this store has a prose sentence of "
+                f"{MIN_WORDS}-{MAX_WORDS} words and enough text around it"
+            )
+        rows += pseudo
+    return rows
+
+
 def _loss(model: Any) -> Any:
     """MultipleNegativesRankingLoss (its module moved in sentence-transformers 6)."""
     import importlib
@@ -126,27 +158,10 @@ def last_checkpoint(work: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.rsplit("-", 1)[1]), default=None)
 
 
-def train_embedder(
-    base: Path,
-    rows: Sequence[dict[str, str]],
-    work: Path,
-    final: Path,
-    options: TuneOptions,
-    callbacks: Sequence[Any] = (),
-) -> dict[str, Any]:
-    """Train from `base` (or resume from the newest checkpoint in `work`) and save to `final`."""
-    import datasets
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
-    from transformers import PrinterCallback
+def _training_args(work: Path, options: TuneOptions) -> Any:
+    from sentence_transformers import SentenceTransformerTrainingArguments
 
-    resume = last_checkpoint(work)
-    with quiet_loading():
-        model = SentenceTransformer(str(base), device="cpu")
-    args = SentenceTransformerTrainingArguments(
+    return SentenceTransformerTrainingArguments(
         output_dir=str(work),
         num_train_epochs=options.epochs,
         per_device_train_batch_size=options.batch_size,
@@ -162,15 +177,38 @@ def train_embedder(
         use_cpu=True,
         disable_tqdm=True,
     )
+
+
+def train_embedder(
+    base: Path,
+    rows: Sequence[dict[str, str]],
+    work: Path,
+    final: Path,
+    options: TuneOptions,
+    callbacks: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """Train from `base` (or resume from the newest checkpoint in `work`) and save to `final`."""
+    import datasets
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from transformers import PrinterCallback
+
+    resume = last_checkpoint(work)
+    with quiet_loading():
+        model = SentenceTransformer(str(base), device="cpu")
+    full_length = model.max_seq_length
+    if options.max_seq_length:
+        model.max_seq_length = options.max_seq_length
     trainer = SentenceTransformerTrainer(
         model=model,
-        args=args,
+        args=_training_args(work, options),
         train_dataset=datasets.Dataset.from_list(list(rows)),
         loss=_loss(model),
         callbacks=list(callbacks),
     )
     trainer.remove_callback(PrinterCallback)  # it prints each log dict on stdout (breaks --json)
-    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with quiet_loading():  # no "Writing model shards" bar at each checkpoint, no "Loading weights" on resume
+        output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    model.max_seq_length = full_length  # the saved embedder reads whole chunks again
     with quiet_loading(), atomic_dir(final) as tmp:  # no "Writing model shards" bar
         model.save(str(tmp), create_model_card=False)
     return {
@@ -205,15 +243,18 @@ def tune_embedder(
     final = embedders_root() / options.name
     new_store = f"{store}-{options.name}"
     store_path(new_store)  # the name is valid before any work starts
-    train, test = split_questions(questions, options.test_fraction, options.seed)
+    if options.pseudo_queries < 0:
+        raise InvalidInputError(f"pseudo-queries must be >= 0, got {options.pseudo_queries}")
+    train, test = split_questions(
+        questions, options.test_fraction, options.seed, allow_all_test=options.pseudo_queries > 0
+    )
     index = open_index(store)
     try:
         base = resolve_embedder(None if index.config.embedder == DEFAULT_EMBEDDER else index.config.embedder)
         origins = sorted({r.origin for r in index.store.sources().values()})
         training: dict[str, Any] = {"skipped": "embedder already trained"}
         if not (final / "config.json").is_file():
-            log(f"mining hard negatives for {len(train)} training questions")
-            rows = training_rows(index, train, options.hard_negatives)
+            rows = _all_training_rows(index, train, options, log)
             log(f"training on {len(rows)} pairs ({options.epochs} epoch(s))")
             work = embedders_root() / f".work-{options.name}"
             training = train_embedder(base[0], rows, work, final, options, callbacks)

@@ -132,3 +132,26 @@ def long_corpus_dir(tmp_path: Path) -> Path:
     for name, text in LONG_DOCS.items():
         (root / name).write_text(text, encoding="utf-8")
     return root
+
+
+PROSE_DOCS = {
+    "cats.txt": "A cat sleeps for most of the day and hunts small animals at dawn. Kittens sleep even "
+    "longer than adult cats while they are still growing up. An old cat likes to nap in warm and sunny "
+    "places near a window.",
+    "paris.txt": "Paris is the capital of France and lies on the river Seine. The city has twenty "
+    "districts that are arranged in a spiral around its centre. Many old stone bridges cross the river "
+    "between the two banks of the city.",
+    "banks.txt": "A bank keeps the money of its customers safe in accounts. It pays interest on savings "
+    "and charges interest on the loans it makes. People repay a loan in monthly payments over several "
+    "years of their working life.",
+}
+
+
+@pytest.fixture
+def prose_corpus_dir(tmp_path: Path) -> Path:
+    """Three documents of three prose sentences each (inverse-cloze pseudo-queries need them)."""
+    root = tmp_path / "prose"
+    root.mkdir()
+    for name, text in PROSE_DOCS.items():
+        (root / name).write_text(text, encoding="utf-8")
+    return root

@@ -165,3 +165,13 @@ def test_eval_cli_table_and_errors(
     assert "nope" in capsys.readouterr().err
     assert main(["rag", "eval", "nostore", str(path)]) == 1
     assert "no RAG store named 'nostore'" in capsys.readouterr().err
+    argv = ["rag", "eval", "docs", str(path), "--config", "bm25", "--no-save", "--json", "--length-prior"]
+    assert main([*argv, "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["length_prior"] == 0.0
+    for bad in ("-0.1", "much"):
+        with pytest.raises(SystemExit):
+            main([*argv, bad])
+        assert "the length prior must be a number >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["rag", "search", "docs", "capital", "--length-prior", "-1"])
+    assert "the length prior must be a number >= 0" in capsys.readouterr().err

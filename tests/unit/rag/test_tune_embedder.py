@@ -104,3 +104,32 @@ def test_tune_cli_errors(
     assert "no training pair" in capsys.readouterr().err
     assert main(["rag", "tune-embedder", "docs", str(path), "--name", "bad/name"]) == 1
     assert "invalid store name" in capsys.readouterr().err
+
+
+def test_pseudo_queries_train_without_labelled_pairs_and_hold_out_every_question(
+    prose_corpus_dir: Path, embedder: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = prose_corpus_dir
+    index_paths([corpus], "docs", embedder=embedder, progress=False)
+    rows = [
+        {"question": "How long do cats sleep?", "source": str((corpus / "cats.txt").resolve())},
+        {"question": "What crosses the river in Paris?", "source": str((corpus / "paris.txt").resolve())},
+        {"question": "Who pays interest on savings?", "source": str((corpus / "banks.txt").resolve())},
+    ]
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["rag", "tune-embedder", "docs", str(path), "--name", "ict", "--test-fraction", "1", "--json"]
+    assert main([*argv, "--batch-size", "4"]) == 1  # without pseudo-queries nothing would train
+    assert "test fraction must be in (0, 1)" in capsys.readouterr().err
+    assert main([*argv, "--pseudo-queries", "-1"]) == 1
+    assert "pseudo-queries must be >= 0" in capsys.readouterr().err
+
+    assert main([*argv, "--batch-size", "4", "--pseudo-queries", "8", "--max-seq-length", "64"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["questions"] == {"train": 0, "test": 3}  # every question held out
+    assert report["training"]["pairs"] == 8 and report["training"]["steps"] == 2
+    assert report["reindex"]["chunks_written"] == 3
+    assert set(report["held_out"]["hybrid+per-source"]) == {"recall@1", "recall@5", "mrr"}
+    tuned = open_index("docs-ict")
+    assert tuned.embedder.max_seq_length == 256  # the training limit is not saved with the model
+    tuned.close()
