@@ -6,7 +6,8 @@ of mixing 4 LoRA adapters into the load.
                                     [--requests 2] [--max-tokens 32] [--threads 2]
 
 Every server runs as its own process on 127.0.0.1 (a free port) with `--threads` CPU threads and
-OMP_WAIT_POLICY=PASSIVE (what `lmf serve` sets); this process only sends requests. `--quick` sends
+its own OpenMP wait policy (`--omp-wait-policy`; `lmf serve` sets PASSIVE, llama-server spins);
+this process only sends requests. `--quick` sends
 1 request per client of at most 16 tokens. Targets, all on the packaged model (the GGUF found by
 `lmfoundry.models.catalog`):
 
@@ -203,7 +204,10 @@ async def load_test(
     """`clients` concurrent clients, `requests` each; request i of client k uses models[(k+i) % len]."""
     import httpx
 
-    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+    # a new connection per request: llama-server (cpp-httplib) closes kept-alive connections after a
+    # few requests, and a request racing that close fails with "Server disconnected"
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
 
         async def worker(k: int) -> list[tuple[float, int, str]]:
             return [
@@ -313,7 +317,8 @@ def llama_server_command(gguf: Path, port: int, args: argparse.Namespace) -> lis
     return [
         *(llama_server_binary(), "-m", str(gguf), "--alias", SERVED_NAME),
         *("--host", "127.0.0.1", "--port", str(port), "-np", str(slots), "-c", str(512 * slots)),
-        *("-t", str(args.threads), "-tb", str(args.threads), "--log-disable"),
+        # no --log-disable: with it this llama-server dropped connections under 16 clients
+        *("-t", str(args.threads), "-tb", str(args.threads)),
     ]
 
 
@@ -342,7 +347,10 @@ def run_targets(args: argparse.Namespace, gguf: Path, logs: Path, report: dict[s
     for label in args.targets:
         command, env = targets[label]
         with server_process(label, command, port, logs, env) as url:
-            report["targets"][label] = sweep(label, url, args, [SERVED_NAME], args.clients)
+            try:
+                report["targets"][label] = sweep(label, url, args, [SERVED_NAME], args.clients)
+            except Exception as exc:  # a server that crashed or dropped requests: show its log
+                raise RuntimeError(f"{label} failed under load: {exc!r}") from exc
 
 
 def run_adapters(args: argparse.Namespace, logs: Path, report: dict[str, Any]) -> None:
@@ -447,6 +455,12 @@ def main(argv: list[str] | None = None) -> int:
         help="servers to compare (none: adapters only)",
     )
     parser.add_argument("--no-adapters", action="store_true", help="skip the adapter-mix part")
+    parser.add_argument(
+        "--omp-wait-policy",
+        choices=["own", "PASSIVE", "ACTIVE"],
+        default="own",
+        help="OMP_WAIT_POLICY of the servers: own = each server's default (lmf serve sets PASSIVE)",
+    )
     parser.add_argument("--quick", action="store_true", help="1 request per client, 16 new tokens")
     parser.add_argument("--naive-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -454,10 +468,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_naive_server(args.model, args.naive_server, args.threads)
     if args.quick:
         args.requests, args.max_tokens = 1, 16
-    # `lmf serve` sets this for itself; every server gets the same value so the comparison is of
-    # servers, not of OpenMP settings (llama-cpp-python's wheel uses OpenMP too, and spin-waiting
-    # threads crawl on an oversubscribed machine).
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    # Each server at its own defaults ("own"): llama-server's OpenMP threads spin-wait (ACTIVE, its
+    # best on an idle machine: forcing PASSIVE on it measured 168 vs 240-270 tok/s at 16 clients),
+    # while `lmf serve` sets PASSIVE for itself. A policy given here applies to every server.
+    if args.omp_wait_policy == "own":
+        os.environ.pop("OMP_WAIT_POLICY", None)
+    else:
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy
     gguf = packaged_gguf(args.model)
     report: dict[str, Any] = {
         "bench": "serve",
@@ -466,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_tokens": args.max_tokens,
         "requests_per_client": args.requests,
         "threads": args.threads,
-        "omp_wait_policy": "PASSIVE",
+        "omp_wait_policy": args.omp_wait_policy,
         "load_average_start": round(os.getloadavg()[0], 2),
         "targets": {},
     }

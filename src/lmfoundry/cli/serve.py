@@ -17,7 +17,7 @@ from lmfoundry.serve.guardrails import load_guardrails
 from lmfoundry.serve.http_server import serve_forever
 from lmfoundry.serve.middleware import load_api_keys
 from lmfoundry.serve.rollout_spec import load_rollout
-from lmfoundry.serve.service import ServedModel, ServeOptions, load_for_serving
+from lmfoundry.serve.service import ServedModel, ServeOptions, load_for_serving, omp_wait_policy
 from lmfoundry.serve.stats import fetch_metrics, format_table, summarise
 from lmfoundry.serve.tracing import provider_from_config
 
@@ -245,10 +245,9 @@ def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def _serve(args: argparse.Namespace) -> int:
-    # The scheduler thread runs the forward passes while other threads touched torch at load time;
-    # OpenMP's default spin-waiting between those thread teams made batched decoding ~20x slower on a
-    # loaded 2-core machine. Must be set before torch is imported (it is imported lazily below).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    serves_adapters = bool(args.adapter or args.adapter_root or args.rollout)
+    # before anything can load torch or llama.cpp: their OpenMP runtimes read it once
+    os.environ.setdefault("OMP_WAIT_POLICY", omp_wait_policy(args.backend, adapters=serves_adapters))
     from rich.console import Console
 
     options = _options(args)
@@ -261,7 +260,6 @@ def _serve(args: argparse.Namespace) -> int:
     tracer_provider = provider_from_config(args.otlp_endpoint)
     console = Console(stderr=True)
     with console.status(f"loading {args.model}..."):
-        serves_adapters = bool(adapters or args.adapter_root or rollout)
         loaded = load_for_serving(
             args.model, backend=args.backend, threads=args.threads, adapters=serves_adapters
         )

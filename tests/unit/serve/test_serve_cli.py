@@ -56,3 +56,14 @@ def test_batch_dir_default_and_disable(lmf_home: Path) -> None:
     assert _batch_dir(Namespace(batch_dir=None)) == lmf_home / "serve" / "batches"
     assert _batch_dir(Namespace(batch_dir="none")) is None
     assert _batch_dir(Namespace(batch_dir="/srv/b")) == Path("/srv/b")
+
+
+def test_openmp_wait_policy_follows_the_backend_the_server_will_run() -> None:
+    """Spinning OpenMP threads for llama.cpp (its own default; PASSIVE halved its speed), sleeping
+    ones where transformers runs (spinning teams made batched torch decoding crawl)."""
+    from lmfoundry.serve.service import omp_wait_policy
+
+    assert omp_wait_policy("auto", adapters=False) == "ACTIVE"
+    assert omp_wait_policy("llama_cpp", adapters=False) == "ACTIVE"
+    assert omp_wait_policy("auto", adapters=True) == "PASSIVE"
+    assert omp_wait_policy("transformers", adapters=False) == "PASSIVE"
