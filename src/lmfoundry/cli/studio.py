@@ -94,7 +94,8 @@ def _studio(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.port}/ui"
     auth = f"{len(keys)} API key(s)" if keys else "no API key (open)"
     console.print(
-        f"studio on {url} ({auth}); runs from {config.runs_root}, votes to {config.preferences_path()}"
+        f"studio on {url} ({auth}; {loaded.backend} backend); runs from {config.runs_root}, "
+        f"votes to {config.preferences_path()}"
     )
     if args.open:
         webbrowser.open(url)
