@@ -93,24 +93,35 @@ def test_full_queue_answers_429_with_retry_after(slow: Any) -> None:
     from lmfoundry.serve.app import create_app
 
     served, options = slow
-    # request 1 holds the only slot for 200 x 20 ms (a busy machine must not let it finish before
-    # request 3 arrives); leaving its stream cancels it, so the short request 2 then runs at once
-    long = {"model": "tiny", "prompt": "Hi", "max_tokens": 200, "temperature": 0, "stream": True}
+    # request 1 is held inside a forward pass until the end (however few tokens it would generate)
+    entered, gate = threading.Event(), threading.Event()
+    hold = served.scheduler.model.register_forward_pre_hook(lambda *_: (entered.set(), gate.wait(30)))
     short = {"model": "tiny", "prompt": "Hi", "max_tokens": 5, "temperature": 0}
-    with running_server(create_app(served, options)) as url, httpx.Client(base_url=url, timeout=30) as http:
-        with http.stream("POST", "/v1/completions", json=long) as running:
-            next(running.iter_lines())  # request 1 holds the only batch slot
-            waiter = threading.Thread(target=lambda: http.post("/v1/completions", json=short))
+    try:
+        with running_server(create_app(served, options)) as url:
+
+            def post() -> httpx.Response:  # a connection of its own per request
+                return httpx.post(f"{url}/v1/completions", json=short, timeout=30)
+
+            first = threading.Thread(target=post)
+            first.start()
+            assert entered.wait(10), "request 1 never reached the model"
+            waiter = threading.Thread(target=post)
             waiter.start()  # request 2 waits in the queue
             deadline = time.monotonic() + 10
             while len(served.scheduler.waiting) < 1 and time.monotonic() < deadline:
                 time.sleep(0.01)
-            refused = http.post("/v1/completions", json=short)  # request 3: no room
+            refused = post()  # request 3: no room
+            gate.set()
             assert refused.status_code == 429
             assert int(refused.headers["Retry-After"]) >= 1
             assert refused.json()["error"]["type"] == "rate_limit_error"
-        waiter.join(timeout=30)
-        assert http.get("/health").status_code == 200
+            first.join(timeout=30)
+            waiter.join(timeout=30)
+            assert httpx.get(f"{url}/health", timeout=30).status_code == 200
+    finally:
+        gate.set()
+        hold.remove()
 
 
 def test_request_timeout_answers_504_and_stream_error_chunk(
